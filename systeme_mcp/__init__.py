@@ -1,0 +1,3 @@
+"""systeme-mcp: an MCP server for Systeme.io."""
+
+__version__ = "0.1.0"
