@@ -1,0 +1,92 @@
+"""`systeme-mcp`: serve (stdio default, or Streamable HTTP), `sandbox`, `demo`, `tools`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+SUBCOMMANDS = ("serve", "sandbox", "demo", "tools")
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="systeme-mcp",
+        description="MCP server for Systeme.io. Subcommands: serve (default), sandbox, demo, tools.",
+        epilog="Credentials come from the environment: MATON_API_KEY (Maton gateway) or SYSTEME_API_KEY "
+        "(direct API); with neither, the embedded sandbox is used.",
+    )
+    p.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or Streamable HTTP at /mcp")
+    p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    p.add_argument("--toolsets", help="comma-separated toolsets to load (default: all)")
+    p.add_argument("--read-only", action="store_true", default=None, help="expose and allow only reads")
+    p.add_argument(
+        "--no-confirm",
+        dest="confirm_destructive",
+        action="store_false",
+        default=None,
+        help="do not ask before destructive operations (unattended automation)",
+    )
+    p.add_argument("--auth-token", help="bearer token HTTP clients must send (required off loopback)")
+    p.add_argument("--backend", choices=["auto", "gateway", "direct", "sandbox"], help="force a backend")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def load_settings(options: dict[str, Any]) -> Any:
+    """Settings from env/.env with CLI options on top; a clear message and exit on bad configuration."""
+    from .config import Settings
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"systeme-mcp: invalid configuration: {problems}") from None
+
+
+def serve(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    settings = load_settings(vars(args))
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
+    from .transport import run
+
+    try:
+        run(settings)
+    except ValueError as exc:  # e.g. unknown toolset, unsafe bind
+        raise SystemExit(f"systeme-mcp: {exc}") from None
+    return 0
+
+
+def tools(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="systeme-mcp tools", description="Print the tool table.")
+    p.add_argument("--markdown", action="store_true", help="the README table (Markdown)")
+    args = p.parse_args(argv)
+    from .docs import tool_table
+
+    print(tool_table(markdown=args.markdown))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else "serve"
+    if command == "sandbox":
+        from .sandbox.serve import main as sandbox_main
+
+        return sandbox_main(argv)
+    if command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(argv)
+    if command == "tools":
+        return tools(argv)
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

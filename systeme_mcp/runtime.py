@@ -1,0 +1,89 @@
+"""What a tool call runs with: the server-wide Runtime (settings, catalog, client) and a per-call context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp import types
+
+from .catalog import Catalog, load_catalog
+from .client import SystemeClient
+from .config import Settings
+
+log = logging.getLogger("systeme_mcp")
+
+
+@dataclass
+class Runtime:
+    """Server-wide state: built once at start, shared by every call."""
+
+    settings: Settings
+    catalog: Catalog
+    client: SystemeClient
+    sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    sandbox: Any = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> AsyncIterator[Runtime]:
+    """Create the shared client for `settings` (and the sandbox if that is the backend); close it after."""
+    catalog = catalog or load_catalog()
+    if settings.resolved_backend == "sandbox":
+        if sandbox is None:
+            from .sandbox import Sandbox
+
+            sandbox = Sandbox()
+        base = sandbox.base_url.rstrip("/")
+        settings = settings.model_copy(update={"maton_gateway_url": base, "maton_ctrl_url": base})
+        transport = transport or sandbox.transport()
+    client = SystemeClient(settings, transport=transport)
+    try:
+        yield Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
+    finally:
+        await client.aclose()
+
+
+class CallContext:
+    """One tool call: the runtime plus the MCP request (for progress, logs and questions to the user)."""
+
+    def __init__(self, runtime: Runtime, request: Any = None) -> None:
+        self.runtime = runtime
+        self.request = request
+
+    @property
+    def client(self) -> SystemeClient:
+        return self.runtime.client
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.runtime.catalog
+
+    async def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress if the client asked for it (it sent a progressToken)."""
+        if self.request is None:
+            return
+        meta = getattr(self.request, "meta", None)
+        token = getattr(meta, "progress_token", None) if meta else None
+        if token is None:
+            return
+        await self.request.session.send_progress_notification(token, done, total, message)
+
+    async def log(self, level: types.LoggingLevel, message: str) -> None:
+        """A log message to the client (where the client receives logs) and to stderr."""
+        log.log(logging.INFO if level in ("info", "notice") else logging.WARNING, message)
+        if self.request is None:
+            return
+        try:
+            await self.request.session.send_log_message(level, message, logger="systeme_mcp")
+        except Exception:
+            log.debug("client log not delivered", exc_info=True)

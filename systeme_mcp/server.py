@@ -1,0 +1,92 @@
+"""The MCP server: the tool registry served through the SDK's low-level `Server`.
+
+The registry (declared operations + workflow tools) is filtered once at start by toolsets and read-only mode;
+tools/list returns those definitions, tools/call dispatches by name. One Runtime (one HTTP client, one rate
+limiter) serves every session of the process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp import types
+from mcp.server import Server, ServerRequestContext
+
+from . import __version__, operations
+from .config import Settings
+from .runtime import CallContext, Runtime, open_runtime
+from .tools import ToolDef, build_registry, select
+
+log = logging.getLogger("systeme_mcp.server")
+
+INSTRUCTIONS = (
+    "Tools for one Systeme.io account (contacts, tags, custom fields, courses, communities, subscriptions, "
+    "webhooks) and its Maton connections. Ids are numbers except webhooks and connections (UUIDs). Lists are "
+    "paged: when an answer ends with `more: <call>`, make that exact call for the next page. Names and phone "
+    "are contact fields (first_name, surname, phone_number). Writes say whether they were applied."
+)
+
+
+def registry_for(runtime: Runtime) -> dict[str, ToolDef]:
+    """The tools this server exposes under its settings."""
+    from .workflows import workflow_tools
+
+    full = build_registry(runtime.catalog, workflow_tools(runtime.catalog))
+    return select(full, runtime.settings.toolsets, runtime.settings.read_only)
+
+
+def create_server(runtime: Runtime) -> Server[Runtime]:
+    """A low-level MCP Server over `runtime`; every session shares the runtime."""
+    registry = registry_for(runtime)
+    listed = types.ListToolsResult(tools=[t.tool for t in registry.values()])
+
+    @asynccontextmanager
+    async def lifespan(_: Server[Runtime]) -> AsyncIterator[Runtime]:
+        yield runtime
+
+    async def list_tools(
+        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return listed
+
+    async def call_tool(
+        ctx: ServerRequestContext[Runtime], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        tool = registry.get(params.name)
+        if tool is None:
+            close = difflib.get_close_matches(params.name, registry, n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            return operations.error_result(f"Unknown tool {params.name!r}.{hint}")
+        call = CallContext(runtime, ctx)
+        arguments: dict[str, Any] = dict(params.arguments or {})
+        try:
+            if tool.handler is not None:
+                return await tool.handler(call, arguments)
+            return await operations.run(call, tool, arguments)
+        except Exception as exc:  # a bug, not a user error: say so without internals
+            log.exception("tool %s failed", params.name)
+            return operations.error_result(
+                f"Internal error in {params.name} ({type(exc).__name__}); the outcome of any write is unknown. "
+                "Check the affected records with a read tool before retrying."
+            )
+
+    return Server(
+        "systeme-mcp",
+        version=__version__,
+        title="Systeme.io",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+@asynccontextmanager
+async def serving(settings: Settings, **runtime_options: Any) -> AsyncIterator[Server[Runtime]]:
+    """Open the runtime for `settings` and yield a server over it (closed on exit)."""
+    async with open_runtime(settings, **runtime_options) as runtime:
+        yield create_server(runtime)

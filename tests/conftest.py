@@ -1,0 +1,67 @@
+"""Shared fixtures: a fresh sandbox per test, the server over it, and real MCP client sessions in both
+protocol eras (2026-07-28 "modern" and the 2025-11-25 handshake "legacy")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from systeme_mcp.catalog import Catalog, load_catalog
+from systeme_mcp.config import Settings
+from systeme_mcp.runtime import Runtime, open_runtime
+from systeme_mcp.server import create_server
+
+ERAS = ["modern", "legacy"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every `async def` test under anyio without marking each one."""
+    for item in items:
+        if getattr(item, "obj", None) is not None and _is_coroutine(item.obj):  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.anyio)
+
+
+def _is_coroutine(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture
+def sandbox() -> Any:
+    from systeme_mcp.sandbox import Sandbox
+
+    return Sandbox(rate_limit=None, membership_delay=0.0)
+
+
+def sandbox_settings(**overrides: Any) -> Settings:
+    options: dict[str, Any] = {"backend": "sandbox", "confirm_destructive": False, "max_attempts": 4}
+    options.update(overrides)
+    return Settings(**options)
+
+
+@pytest.fixture
+async def runtime(sandbox: Any) -> AsyncIterator[Runtime]:
+    async with open_runtime(sandbox_settings(), sandbox=sandbox) as rt:
+        yield rt
+
+
+@pytest.fixture(params=ERAS)
+async def mcp(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterator[Client]:
+    """A real MCP client session on the server, in each protocol era."""
+    mode = "legacy" if request.param == "legacy" else "auto"
+    async with Client(create_server(runtime), mode=mode, cache=None) as client:
+        yield client

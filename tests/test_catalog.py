@@ -1,0 +1,96 @@
+"""Rules every declared tool must follow, and the reviewed snapshot of tools/list."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from systeme_mcp.catalog import Catalog
+from systeme_mcp.tools import ToolDef, build_registry
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+
+REQUIRED_TOOLS = """
+list_contacts get_contact create_contact update_contact delete_contact
+list_tags get_tag create_tag update_tag delete_tag add_tag_to_contact remove_tag_from_contact
+list_contact_fields create_contact_field update_contact_field delete_contact_field
+list_courses list_course_modules list_enrollments create_enrollment delete_enrollment
+list_communities list_memberships create_membership delete_membership
+list_subscriptions cancel_subscription
+list_webhooks get_webhook create_webhook update_webhook delete_webhook
+list_connections create_connection get_connection delete_connection
+""".split()
+
+DESTRUCTIVE = {n for n in REQUIRED_TOOLS if n.startswith("delete_")} | {
+    "cancel_subscription",
+    "remove_tag_from_contact",
+}
+
+
+@pytest.fixture(scope="module")
+def registry(catalog: Catalog) -> dict[str, ToolDef]:
+    return build_registry(catalog)
+
+
+def test_every_required_tool_is_declared(registry: dict[str, ToolDef]) -> None:
+    missing = [n for n in REQUIRED_TOOLS if n not in registry]
+    assert not missing, f"missing tools: {missing}"
+
+
+def test_tool_names_follow_the_mcp_naming_rule(registry: dict[str, ToolDef]) -> None:
+    for name in registry:
+        assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", name), name
+
+
+@pytest.mark.parametrize("name", REQUIRED_TOOLS)
+def test_tool_is_fully_described(registry: dict[str, ToolDef], name: str) -> None:
+    tool = registry[name].tool
+    assert tool.title and tool.description and len(tool.description) < 300
+    schema = tool.input_schema
+    assert schema["additionalProperties"] is False
+    for arg, prop in schema["properties"].items():
+        assert prop.get("description"), f"{name}.{arg} has no description"
+        assert arg == arg.lower() and " " not in arg, f"{name}.{arg} is not snake_case"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert tool.output_schema is not None
+    jsonschema.Draft202012Validator.check_schema(tool.output_schema)
+
+
+@pytest.mark.parametrize("name", REQUIRED_TOOLS)
+def test_annotations_match_what_the_tool_does(registry: dict[str, ToolDef], name: str) -> None:
+    t = registry[name]
+    a = t.tool.annotations
+    assert a is not None
+    assert a.read_only_hint is name.startswith(("list_", "get_"))
+    assert a.destructive_hint is (name in DESTRUCTIVE)
+    assert a.open_world_hint is True
+    assert a.idempotent_hint is not None
+
+
+def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:
+    for t in registry.values():
+        for arg, prop in t.tool.input_schema["properties"].items():
+            if arg in ("webhook_id", "connection_id"):
+                assert prop["format"] == "uuid", (t.name, arg)
+            elif arg.endswith("_id"):
+                assert prop["type"] == "integer" and prop["minimum"] == 1, (t.name, arg)
+
+
+def _snapshot(registry: dict[str, ToolDef]) -> list[dict[str, Any]]:
+    return [t.tool.model_dump(mode="json", by_alias=True, exclude_none=True) for t in registry.values()]
+
+
+def test_tools_list_matches_the_reviewed_snapshot(registry: dict[str, ToolDef]) -> None:
+    """A schema change must be reviewed: regenerate with UPDATE_SNAPSHOTS=1 and commit the diff."""
+    current = _snapshot(registry)
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(json.dumps(current, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    stored = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    changed = [t["name"] for t in current if t not in stored] + [t["name"] for t in stored if t not in current]
+    assert not changed, f"tools/list changed for {sorted(set(changed))}; review, then UPDATE_SNAPSHOTS=1 pytest"
