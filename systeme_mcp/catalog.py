@@ -119,7 +119,8 @@ class Reference(_Strict):
     """A call to another tool, used to check a write (`verify`) or describe a target (`target`)."""
 
     tool: str
-    match: dict[str, str] = {}
+    match: dict[str, str] = {}  # argument of `tool` → argument of this operation
+    find: dict[str, str] = {}  # field of a result item → argument of this operation that it must equal
     noun: str = ""
 
 
@@ -157,6 +158,7 @@ class Operation(_Strict):
     destructive: bool | None = None
     success: str = ""
     not_found: str = ""
+    already: str = ""  # an API error text meaning "this already happened" (after an ambiguous attempt)
 
     @property
     def is_list(self) -> bool:

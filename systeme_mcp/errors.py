@@ -47,7 +47,10 @@ class ApiError(SystemeError):
 class AuthError(ApiError):
     def message(self) -> str:
         if self.status == 403:
-            return f"Access denied (403) to {self.request}: {self.detail}. The key is valid but this record or feature is not available to it (plan or permissions)."
+            return (
+                f"Access denied (403) to {self.request}: {self.detail}. The key is valid but this record or "
+                "feature is not available to it (plan or permissions)."
+            )
         return (
             f"Authentication failed (401): {self.detail or 'no detail'} Check the API key the server was started "
             "with (MATON_API_KEY for the Maton gateway, SYSTEME_API_KEY for the direct API); restart the server "

@@ -12,6 +12,7 @@ from mcp import types
 
 from . import errors
 from .catalog import Operation
+from .exactly_once import OutcomeUnknown, ambiguous, recover
 from .runtime import CallContext
 from .schemas import ArgumentError, validate_arguments
 from .summaries import render_item, render_list
@@ -58,7 +59,9 @@ def _failure_text(ctx: CallContext, op: Operation, args: dict[str, Any], exc: er
     return ctx.client.scrub(text)
 
 
-def success(ctx: CallContext, op: Operation, args: dict[str, Any], data: Any, *, outcome: str) -> types.CallToolResult:
+def success(
+    ctx: CallContext, op: Operation, args: dict[str, Any], data: Any, *, outcome: str, note: str = ""
+) -> types.CallToolResult:
     catalog = ctx.catalog
     if op.is_list:
         text, page = render_list(catalog, op, args, data)
@@ -73,6 +76,8 @@ def success(ctx: CallContext, op: Operation, args: dict[str, Any], data: Any, *,
         text = f"{VERBS[op.method] or 'Done:'} {target_words(op, args)}."
     if outcome == "already_applied":
         text = f"Already done (nothing changed): {text}"
+    if note:
+        text += f"\n(The first answer was lost; {note}.)"
     if not op.read_only:
         structured["outcome"] = outcome
     structured["message"] = text.split("\n", 1)[0]
@@ -95,7 +100,15 @@ async def run(ctx: CallContext, tool: ToolDef, arguments: dict[str, Any] | None)
             return success(ctx, op, args, None, outcome="already_applied")
         return error_result(_failure_text(ctx, op, args, exc))
     except errors.SystemeError as exc:
-        return error_result(_failure_text(ctx, op, args, exc))
+        if op.is_idempotent or not ambiguous(exc):
+            return error_result(_failure_text(ctx, op, args, exc))
+        try:
+            recovered = await recover(ctx, op, args, plan, exc)
+        except OutcomeUnknown as unknown:
+            return error_result(ctx.client.scrub(unknown.message()))
+        except errors.SystemeError as later:
+            return error_result(_failure_text(ctx, op, args, later))
+        return success(ctx, op, args, recovered.data, outcome=recovered.outcome, note=recovered.how)
     return success(ctx, op, args, answer.data, outcome="applied")
 
 

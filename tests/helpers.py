@@ -1,0 +1,71 @@
+"""Test helpers: raw access to the sandbox's HTTP API (independent of the tool declarations) and result
+accessors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+from mcp import types
+
+
+class RawApi:
+    """Talks to the sandbox like a plain HTTP client would, to set up and check state."""
+
+    def __init__(self, sandbox: Any) -> None:
+        self.sandbox = sandbox
+        self.http = httpx2.AsyncClient(
+            transport=sandbox.transport(), base_url=sandbox.base_url, headers={"X-API-Key": "test-key"}
+        )
+
+    async def get(self, path: str, **query: Any) -> Any:
+        answer = await self.http.get(path, params={k: v for k, v in query.items() if v is not None})
+        return answer.json() if answer.content else None
+
+    async def status(self, path: str) -> int:
+        return (await self.http.get(path)).status_code
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        answer = await self.http.post(path, json=body)
+        assert answer.status_code < 300, answer.text
+        return answer.json() if answer.content else None
+
+    async def ctrl(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        answer = await self.http.request(
+            method, path, json=body, headers={"Authorization": "Bearer test-maton-key", "X-API-Key": ""}
+        )
+        return answer.json() if answer.content else None
+
+    async def first_id(self, path: str, **query: Any) -> Any:
+        page = await self.get(path, **query)
+        return page["items"][0]["id"]
+
+    async def all_items(self, path: str, **query: Any) -> list[Any]:
+        items: list[Any] = []
+        cursor = None
+        while True:
+            page = await self.get(path, limit=100, startingAfter=cursor, **query)
+            items += page["items"]
+            if not page["hasMore"]:
+                return items
+            cursor = page["items"][-1]["id"]
+
+    async def contact_with_subscription(self, *, status: str = "active") -> tuple[int, int]:
+        """(contact id, subscription id) of some contact that has a subscription in `status`."""
+        for contact in await self.all_items("/api/contacts", order="asc"):
+            page = await self.get("/api/payment/subscriptions", contact=contact["id"])
+            for sub in page.get("items", []):
+                if sub["status"] == status and not sub.get("cancelledAt"):
+                    return contact["id"], sub["id"]
+        raise AssertionError("seed has no contact with an active subscription")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def text(result: types.CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def requests_seen(sandbox: Any) -> int:
+    return len(sandbox.requests)
