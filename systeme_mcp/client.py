@@ -71,12 +71,14 @@ class SystemeClient:
         *,
         transport: httpx2.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.backend = settings.resolved_backend
         self._secrets = settings.secrets() + ([SANDBOX_KEY] if self.backend == "sandbox" else [])
         self._sleep = sleep
-        self.pacer = Pacer(sleep=sleep)
+        self._clock = clock
+        self.pacer = Pacer(sleep=sleep, clock=clock)
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
@@ -131,7 +133,7 @@ class SystemeClient:
         """Send `plan` under the retry policy; return the answer or raise a SystemeError."""
         if self.settings.read_only and plan.method != "GET":
             raise errors.ReadOnlyRefused(plan.describe())
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
@@ -139,12 +141,13 @@ class SystemeClient:
             if isinstance(outcome, Response) and outcome.status < 400:
                 return Response(outcome.status, outcome.data, outcome.headers, attempt)
             failure = outcome if isinstance(outcome, errors.SystemeError) else self._error(plan, outcome)
-            delay = self._retry_delay(plan, failure, attempt, time.monotonic() - started)
+            delay = self._retry_delay(plan, failure, attempt, self._clock() - started)
             if delay is None:
                 failure.attempts = attempt
                 raise failure
             log.info("retrying %s in %.2fs after: %s", plan.describe(), delay, self.scrub(failure.message()))
-            await self._sleep(delay)
+            if not isinstance(failure, errors.RateLimited):  # after a 429 the shared pacer holds every request
+                await self._sleep(delay)
 
     def _retry_delay(self, plan: RequestPlan, failure: errors.SystemeError, attempt: int, spent: float) -> float | None:
         if attempt >= self.settings.max_attempts:
@@ -158,6 +161,7 @@ class SystemeClient:
         elif isinstance(failure, errors.ApiError):
             if failure.status not in RETRY_STATUSES or not plan.idempotent:
                 return None
+            retry_after = failure.retry_after
         else:
             return None
         delay = backoff_delay(attempt, retry_after)
@@ -167,15 +171,8 @@ class SystemeClient:
 
     async def _attempt(self, plan: RequestPlan) -> Response | errors.SystemeError:
         await self.pacer.acquire()
-        content = None if plan.body is None else json.dumps(plan.body).encode()
         try:
-            answer = await self._http.request(
-                plan.method,
-                self._url(plan),
-                params=plan.query or None,
-                content=content,
-                headers=self._headers(plan),
-            )
+            return await self._exchange(plan)
         except httpx2.ConnectError as exc:
             return errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
         except httpx2.TimeoutException as exc:
@@ -184,6 +181,16 @@ class SystemeClient:
         except httpx2.TransportError as exc:
             reason = self.scrub(f"connection lost ({type(exc).__name__})")
             return errors.TransportError(plan.describe(), reason, sent=True)
+
+    async def _exchange(self, plan: RequestPlan) -> Response:
+        content = None if plan.body is None else json.dumps(plan.body).encode()
+        try:
+            answer = await self._http.request(
+                plan.method, self._url(plan), params=plan.query or None, content=content, headers=self._headers(plan)
+            )
+        except BaseException:
+            self.pacer.observe({}, None)
+            raise
         headers = dict(answer.headers)
         self.pacer.observe(headers, answer.status_code)
         data: Any = None

@@ -36,6 +36,7 @@ class ApiError(SystemeError):
     detail: str = ""
     violations: list[dict[str, Any]] = field(default_factory=list)
     request: str = ""
+    retry_after: float | None = None  # seconds, from the Retry-After header
 
     def __str__(self) -> str:
         return self.message()
@@ -73,10 +74,7 @@ class InvalidRequest(ApiError):
         return f"Systeme.io rejected {self.request} ({self.status}); nothing was changed:\n{listed}"
 
 
-@dataclass
 class RateLimited(ApiError):
-    retry_after: float | None = None
-
     def message(self) -> str:
         wait = f"{self.retry_after:g} s" if self.retry_after is not None else "a few seconds"
         return f"Rate limited by Systeme.io (429) on {self.request}, even after waiting; retry in {wait}."
@@ -143,13 +141,19 @@ def from_response(status: int, body: Any, request: str, *, maton: bool, retry_af
             detail = str(body["error"].get("message") or body["error"])
     elif isinstance(body, str):
         detail = body[:300]
-    args: dict[str, Any] = {"status": status, "detail": detail, "violations": violations, "request": request}
+    args: dict[str, Any] = {
+        "status": status,
+        "detail": detail,
+        "violations": violations,
+        "request": request,
+        "retry_after": retry_after,
+    }
     if status in (401, 403):
         return AuthError(**args)
     if status == 404:
         return NotFound(**args)
     if status == 429:
-        return RateLimited(**args, retry_after=retry_after)
+        return RateLimited(**args)
     if status == 424 or "twilio" in detail.lower():
         return NotConfigured(
             **args,

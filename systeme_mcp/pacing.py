@@ -1,9 +1,9 @@
 """Client-side pacing from the API's X-RateLimit-* headers, shared by every call of one server.
 
-Systeme.io's quota is a per-account token bucket; it publishes `X-RateLimit-Limit` (bucket size),
-`X-RateLimit-Remaining` and `X-RateLimit-Refill` (time to the next refill; seconds, or a Unix time if large).
-The pacer keeps its own estimate of the bucket from those headers and spaces requests so that bulk work
-slows down before the API answers 429 rather than after.
+Systeme.io's quota is a per-account token bucket; answers carry `X-RateLimit-Limit` (bucket size),
+`X-RateLimit-Remaining` and `X-RateLimit-Refill` (seconds until the bucket refills; read as a Unix time when
+large). The pacer keeps an estimate of the tokens left — the server's count minus requests still in flight —
+and, when it reaches zero, holds new requests until the refill instead of letting them collect 429s.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import anyio
 
 # A Refill value above this is read as a Unix timestamp rather than a number of seconds.
 _EPOCH_THRESHOLD = 1_000_000_000
+_MAX_WAIT = 60.0
 
 
 def _number(value: str | None) -> float | None:
@@ -25,60 +26,56 @@ def _number(value: str | None) -> float | None:
 
 
 class Pacer:
-    """Token-bucket estimate of the server's quota; `acquire` waits when the estimate is empty."""
+    """Holds requests while the server's budget is known to be spent; concurrency-safe."""
 
-    def __init__(self, sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
+    def __init__(
+        self,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sleep = sleep
+        self._clock = clock
         self._lock = anyio.Lock()
-        self.capacity: float | None = None
-        self.tokens: float | None = None
-        self.rate: float | None = None  # tokens per second, learned from refills
-        self._stamp = time.monotonic()
+        self.remaining: float | None = None  # unknown until the first answer
+        self.in_flight = 0
         self._blocked_until = 0.0
         self.waited = 0.0
 
-    def _refill(self, now: float) -> None:
-        if self.tokens is not None and self.rate and self.capacity is not None:
-            self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
     async def acquire(self) -> None:
-        """Take one token from the estimate, waiting for a refill if there is none."""
+        """Wait while the budget is spent, then count one more request in flight."""
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self._refill(now)
-                wait = self._blocked_until - now
-                if wait <= 0 and (self.tokens is None or self.tokens >= 1):
-                    if self.tokens is not None:
-                        self.tokens -= 1
+                now = self._clock()
+                if now >= self._blocked_until and (self.remaining is None or self.remaining - self.in_flight >= 1):
+                    self.in_flight += 1
                     return
-                if wait <= 0:
-                    wait = (1 - (self.tokens or 0)) / self.rate if self.rate else 0.05
+                if now >= self._blocked_until:  # spent, but no refill time known: wait briefly, then try
+                    self.remaining = None
+                    self._blocked_until = now + 0.5
+                wait = min(_MAX_WAIT, self._blocked_until - now)
                 self.waited += wait
-                await self._sleep(min(wait, 5.0))
+                await self._sleep(wait)
 
-    def observe(self, headers: dict[str, str], status: int) -> None:
-        """Learn from an answer's rate-limit headers (names compared case-insensitively)."""
+    def observe(self, headers: dict[str, str], status: int | None) -> None:
+        """Learn from an answer (status None: no answer) and release its in-flight slot."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if status is None:
+            return
         lower = {k.lower(): v for k, v in headers.items()}
-        limit = _number(lower.get("x-ratelimit-limit"))
         remaining = _number(lower.get("x-ratelimit-remaining"))
         refill = _number(lower.get("x-ratelimit-refill"))
-        now = time.monotonic()
         if refill is not None and refill > _EPOCH_THRESHOLD:
             refill = max(0.0, refill - time.time())
-        if limit is not None:
-            self.capacity = limit
-        if remaining is not None:
-            # the server's count is authoritative but may lag requests still in flight; keep the lower one
-            self._refill(now)
-            self.tokens = remaining if self.tokens is None else min(self.tokens, remaining)
-            if remaining < 1 and refill is not None:
-                self._blocked_until = max(self._blocked_until, now + refill)
-        if refill is not None and refill > 0 and self.capacity and self.rate is None:
-            self.rate = 1.0 / refill if remaining is not None and remaining < self.capacity else None
+        now = self._clock()
         if status == 429:
             retry = _number(lower.get("retry-after"))
-            self.tokens = 0
-            if retry is not None:
-                self._blocked_until = max(self._blocked_until, now + retry)
+            wait = retry if retry is not None else refill
+            self._blocked_until = max(self._blocked_until, now + min(_MAX_WAIT, wait if wait is not None else 1.0))
+            self.remaining = None
+            return
+        if remaining is None:
+            return
+        self.remaining = remaining
+        if remaining < 1 and refill is not None:
+            self._blocked_until = max(self._blocked_until, now + min(_MAX_WAIT, refill))
+            self.remaining = None

@@ -22,19 +22,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every `async def` test under anyio without marking each one."""
-    for item in items:
-        if getattr(item, "obj", None) is not None and _is_coroutine(item.obj):  # type: ignore[attr-defined]
-            item.add_marker(pytest.mark.anyio)
-
-
-def _is_coroutine(fn: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn)
-
-
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return load_catalog()

@@ -15,6 +15,8 @@ from systeme_mcp.catalog import Catalog
 from .helpers import RawApi, requests_seen, text
 from .test_catalog import REQUIRED_TOOLS
 
+pytestmark = pytest.mark.anyio
+
 Case = Callable[[Client, RawApi], Awaitable[None]]
 CASES: dict[str, Case] = {}
 
