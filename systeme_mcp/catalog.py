@@ -28,7 +28,7 @@ ParamType = Literal[
     "enum_list",
     "string_map",
 ]
-Location = Literal["path", "query", "body", "field", "fields"]
+Location = Literal["path", "query", "body", "field", "fields", "local"]  # local: read by the server, never sent
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 FieldType = Literal["string", "integer", "boolean", "flag", "slug_map", "refs", "events"]
 
@@ -233,6 +233,14 @@ class Catalog:
                     raise ValueError(f"{where}: rule names an unknown parameter")
 
 
+CONFIRM = {
+    "name": "confirm",
+    "type": "boolean",
+    "in": "local",
+    "description": "true only after the user agreed (needed when the client cannot ask the user itself).",
+}
+
+
 def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in raw.pop("use", []):
@@ -264,7 +272,10 @@ def load_catalog() -> Catalog:
             raw = dict(raw, name=name)
             raw["params"] = _resolve_params(raw, shared)
             raw.pop("nullable", None)  # applied to the params above
-            operations[name] = Operation.model_validate(raw)
+            op = Operation.model_validate(raw)
+            if op.is_destructive:
+                op = op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})
+            operations[name] = op
     rank = {name: i for i, name in enumerate(TOOLSET_ORDER)}
     ordered = sorted(operations.values(), key=lambda op: rank.get(op.toolset, len(rank)))
     return Catalog({op.name: op for op in ordered}, shapes)

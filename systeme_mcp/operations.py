@@ -10,7 +10,7 @@ from typing import Any
 
 from mcp import types
 
-from . import errors
+from . import confirm, errors
 from .catalog import Operation
 from .exactly_once import OutcomeUnknown, ambiguous, recover
 from .runtime import CallContext
@@ -84,7 +84,9 @@ def success(
     return text_result(text, structured)
 
 
-async def run(ctx: CallContext, tool: ToolDef, arguments: dict[str, Any] | None) -> types.CallToolResult:
+async def run(
+    ctx: CallContext, tool: ToolDef, arguments: dict[str, Any] | None
+) -> types.CallToolResult | types.InputRequiredResult:
     """The handler shared by every declared operation."""
     op = tool.operation
     assert op is not None
@@ -93,6 +95,13 @@ async def run(ctx: CallContext, tool: ToolDef, arguments: dict[str, Any] | None)
     except ArgumentError as exc:
         return error_result(str(exc))
     plan = build_request(op, args)
+    if op.is_destructive and not ctx.client.settings.read_only:
+        try:
+            decision = await confirm.decide(ctx, op, args, ctx.params)
+        except errors.SystemeError as exc:
+            return error_result(_failure_text(ctx, op, args, exc))
+        if decision.answer is not None:
+            return decision.answer
     try:
         answer = await ctx.client.send(plan)
     except errors.NotFound as exc:

@@ -56,9 +56,10 @@ async def open_runtime(
 class CallContext:
     """One tool call: the runtime plus the MCP request (for progress, logs and questions to the user)."""
 
-    def __init__(self, runtime: Runtime, request: Any = None) -> None:
+    def __init__(self, runtime: Runtime, request: Any = None, params: Any = None) -> None:
         self.runtime = runtime
-        self.request = request
+        self.request = request  # the SDK's ServerRequestContext (None when called outside MCP)
+        self.params = params  # the tools/call params (input_responses on a modern retry)
 
     @property
     def client(self) -> SystemeClient:
@@ -72,11 +73,7 @@ class CallContext:
         """Report progress if the client asked for it (it sent a progressToken)."""
         if self.request is None:
             return
-        meta = getattr(self.request, "meta", None)
-        token = getattr(meta, "progress_token", None) if meta else None
-        if token is None:
-            return
-        await self.request.session.send_progress_notification(token, done, total, message)
+        await self.request.session.report_progress(done, total=total, message=message)  # no-op without a token
 
     async def log(self, level: types.LoggingLevel, message: str) -> None:
         """A log message to the client (where the client receives logs) and to stderr."""

@@ -212,7 +212,7 @@ def _problem(op: Operation, error: Any) -> str:
 def _check_rules(op: Operation, given: dict[str, Any]) -> list[str]:
     problems = []
     if op.at_least_one:
-        changeable = [n for n, p in op.params.items() if p.location != "path"]
+        changeable = [n for n, p in op.params.items() if p.location not in ("path", "local")]
         if not any(n in given for n in changeable):
             problems.append(f"(arguments): nothing to change; give at least one of: {', '.join(changeable)}.")
     for rule in op.rules:

@@ -55,13 +55,13 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
 
     async def call_tool(
         ctx: ServerRequestContext[Runtime], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         tool = registry.get(params.name)
         if tool is None:
             close = difflib.get_close_matches(params.name, registry, n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             return operations.error_result(f"Unknown tool {params.name!r}.{hint}")
-        call = CallContext(runtime, ctx)
+        call = CallContext(runtime, ctx, params)
         arguments: dict[str, Any] = dict(params.arguments or {})
         try:
             if tool.handler is not None:

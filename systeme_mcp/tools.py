@@ -19,7 +19,7 @@ from .summaries import output_schema
 if TYPE_CHECKING:
     from .runtime import CallContext
 
-Handler = Callable[["CallContext", dict[str, Any]], Awaitable[types.CallToolResult]]
+Handler = Callable[["CallContext", dict[str, Any]], Awaitable[types.CallToolResult | types.InputRequiredResult]]
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ def build_request(op: Operation, args: dict[str, Any]) -> RequestPlan:
                     contact_fields.setdefault(slug, v)
             case "field":
                 contact_fields[p.wire_name] = value
+            case "local":
+                pass
     if contact_fields:
         body["fields"] = [{"slug": slug, "value": v} for slug, v in contact_fields.items()]
     has_body = op.method in ("POST", "PUT", "PATCH")
