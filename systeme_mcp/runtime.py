@@ -16,6 +16,7 @@ from .client import SystemeClient
 from .config import Settings
 
 log = logging.getLogger("systeme_mcp")
+LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Runtime:
     catalog: Catalog
     client: SystemeClient
     sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
+    log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
 
 
 @asynccontextmanager
@@ -78,7 +80,7 @@ class CallContext:
     async def log(self, level: types.LoggingLevel, message: str) -> None:
         """A log message to the client (where the client receives logs) and to stderr."""
         log.log(logging.INFO if level in ("info", "notice") else logging.WARNING, message)
-        if self.request is None:
+        if self.request is None or LEVELS.index(level) < LEVELS.index(self.runtime.log_level):
             return
         try:
             await self.request.session.send_log_message(level, message, logger="systeme_mcp")

@@ -16,7 +16,7 @@ from typing import Any
 from mcp import types
 from mcp.server import Server, ServerRequestContext
 
-from . import __version__, operations
+from . import __version__, operations, prompts, resources
 from .config import Settings
 from .runtime import CallContext, Runtime, open_runtime
 from .tools import ToolDef, build_registry, select
@@ -74,7 +74,39 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
                 "Check the affected records with a read tool before retrying."
             )
 
-    return Server(
+    async def list_resources(
+        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return await resources.list_resources(runtime)
+
+    async def list_resource_templates(
+        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return await resources.list_resource_templates(runtime)
+
+    async def read_resource(
+        ctx: ServerRequestContext[Runtime], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        return await resources.read_resource(runtime, str(params.uri))
+
+    async def list_prompts(
+        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        return await prompts.list_prompts(runtime)
+
+    async def get_prompt(
+        ctx: ServerRequestContext[Runtime], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        return await prompts.get_prompt(runtime, params.name, dict(params.arguments or {}))
+
+    async def complete(ctx: ServerRequestContext[Runtime], params: types.CompleteRequestParams) -> types.CompleteResult:
+        return await prompts.complete(runtime, params)
+
+    async def set_level(ctx: ServerRequestContext[Runtime], params: types.SetLevelRequestParams) -> types.EmptyResult:
+        runtime.log_level = params.level
+        return types.EmptyResult()
+
+    server: Server[Runtime] = Server(
         "systeme-mcp",
         version=__version__,
         title="Systeme.io",
@@ -82,7 +114,16 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
     )
+    # logging/setLevel without the deprecated constructor argument (clients of 2025-11-25 still send it)
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
+    return server
 
 
 @asynccontextmanager
