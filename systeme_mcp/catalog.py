@@ -33,7 +33,20 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 FieldType = Literal["string", "integer", "boolean", "flag", "slug_map", "refs", "events"]
 
 # The order tools are listed in: by toolset, then as declared.
-TOOLSET_ORDER = ("contacts", "tags", "fields", "school", "community", "payment", "webhooks", "connections")
+TOOLSET_ORDER = (
+    "contacts",
+    "tags",
+    "fields",
+    "school",
+    "community",
+    "payment",
+    "webhooks",
+    "connections",
+    "funnels",
+    "mailing",
+    "sms",
+    "workflows",
+)
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{2,63}$")
 

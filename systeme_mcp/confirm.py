@@ -11,6 +11,7 @@ Confirmation can be switched off for unattended automation (SYSTEME_CONFIRM_DEST
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,18 @@ class Decision:
     answer: types.CallToolResult | types.InputRequiredResult | None = None
 
 
+def _modern(ctx: CallContext) -> bool:
+    return getattr(ctx.request, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+
+
 def _supports_elicitation(ctx: CallContext) -> bool:
+    """The client can show a form, and (2025-11-25) this connection can carry a server→client request."""
     session = getattr(ctx.request, "session", None)
     caps = getattr(session, "client_capabilities", None)
     elicitation = getattr(caps, "elicitation", None) if caps else None
-    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    return _modern(ctx) or bool(getattr(session, "can_send_request", False))
 
 
 async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str:
@@ -75,6 +83,11 @@ async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str
     return f"{shape.noun} {item_line}"
 
 
+def _state(op: Operation, args: dict[str, Any]) -> str:
+    """Names the exact call the question was about (sealed by the server's RequestStateBoundary)."""
+    return json.dumps({"tool": op.name, "args": {k: v for k, v in args.items() if k != "confirm"}}, sort_keys=True)
+
+
 def _text(text: str, *, error: bool = False, outcome: str | None = None) -> types.CallToolResult:
     structured = {"message": text, "outcome": outcome} if outcome else None
     return types.CallToolResult(
@@ -97,14 +110,16 @@ async def decide(ctx: CallContext, op: Operation, args: dict[str, Any], params: 
             f"agree, call {call_text(op.name, retry)}. Nothing was sent."
         )
         return Decision(False, _text(text, error=True))
-    modern = getattr(ctx.request, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
-    if modern:
+    if _modern(ctx):
         reply = (getattr(params, "input_responses", None) or {}).get(KEY)
-        if reply is None:
+        # only an answer to our own question counts: the sealed request_state proves we asked it
+        if reply is None or getattr(params, "request_state", None) != _state(op, args):
             request = types.ElicitRequest(
                 params=types.ElicitRequestFormParams(message=question, requested_schema=SCHEMA)
             )
-            return Decision(False, types.InputRequiredResult(input_requests={KEY: request}))
+            return Decision(
+                False, types.InputRequiredResult(input_requests={KEY: request}, request_state=_state(op, args))
+            )
     else:
         session = ctx.request.session
         reply = await session.elicit_form(question, SCHEMA, related_request_id=ctx.request.request_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from mcp import types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from . import __version__, operations, prompts, resources
 from .config import Settings
@@ -121,6 +122,8 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         on_get_prompt=get_prompt,
         on_completion=complete,
     )
+    # multi-round-trip request_state is encrypted, so a client cannot forge "the user confirmed"
+    server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server.name))
     # logging/setLevel without the deprecated constructor argument (clients of 2025-11-25 still send it)
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
     return server
