@@ -40,10 +40,7 @@ def count(texts: list[str]) -> list[int]:
 
 def tool_texts(tools: list[Any]) -> list[str]:
     """What a client hands the model per tool: name, description and input schema."""
-    return [
-        json.dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema})
-        for t in tools
-    ]
+    return [json.dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema}) for t in tools]
 
 
 async def _measure() -> dict[str, Any]:
