@@ -7,7 +7,7 @@ operations all share one handler (`operations.run`); workflow tools bring their 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mcp import types
@@ -32,11 +32,19 @@ class ToolDef:
     destructive: bool
     handler: Handler | None = None  # None: a declared operation, run by operations.run
     operation: Operation | None = None
-    model: Any = None  # the pydantic arguments model of a declared operation
+    _models: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.tool.name
+
+    @property
+    def model(self) -> Any:
+        """The pydantic arguments model of a declared operation, built on first use (keeps start-up fast)."""
+        if "model" not in self._models:
+            assert self.operation is not None
+            self._models["model"] = arguments_model(self.operation)
+        return self._models["model"]
 
 
 def tool_annotations(op: Operation) -> types.ToolAnnotations:
@@ -64,7 +72,6 @@ def operation_tool(catalog: Catalog, op: Operation) -> ToolDef:
         read_only=op.read_only,
         destructive=op.is_destructive,
         operation=op,
-        model=arguments_model(op),
     )
 
 
