@@ -43,6 +43,13 @@ def tool_texts(tools: list[Any]) -> list[str]:
     return [json.dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema}) for t in tools]
 
 
+def _toolset(name: str) -> str:
+    from systeme_mcp.catalog import load_catalog
+
+    operations = load_catalog().operations
+    return operations[name].toolset if name in operations else "workflows"
+
+
 async def _measure() -> dict[str, Any]:
     from mcp import Client
 
@@ -61,6 +68,17 @@ async def _measure() -> dict[str, Any]:
         figures["tool_list_tokens"] = sum(per_tool)
         figures["tools_list_payload_tokens"] = count([payload])[0]
         figures["largest_tools"] = sorted(zip(per_tool, [t.name for t in tools], strict=True), reverse=True)[:5]
+    # the list above is the default (SYSTEME_TOOLSETS unset); this one is every toolset (SYSTEME_TOOLSETS=all)
+    async with serving(Settings(backend="sandbox", toolsets=["all"]), sandbox=sandbox) as server, Client(server) as c:
+        every = (await c.list_tools()).tools
+        every_counts = count(tool_texts(every))
+        figures["all_tools"] = len(every)
+        figures["all_tool_list_tokens"] = sum(every_counts)
+        by_toolset: dict[str, int] = {}
+        for tool, tokens in zip(every, every_counts, strict=True):
+            by_toolset[_toolset(tool.name)] = by_toolset.get(_toolset(tool.name), 0) + tokens
+        figures["tokens_by_toolset"] = by_toolset
+    async with serving(settings, sandbox=sandbox) as server, Client(server) as client:
         answer = await client.call_tool("list_contacts", {"limit": 100})
         text = "\n".join(c.text for c in answer.content if hasattr(c, "text"))
         import httpx2

@@ -23,6 +23,8 @@ ParamType = Literal[
     "url",
     "uuid",
     "datetime",
+    "future_datetime",
+    "newsletter_html",
     "enum",
     "integer_list",
     "enum_list",

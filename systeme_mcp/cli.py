@@ -22,7 +22,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or Streamable HTTP at /mcp")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    p.add_argument("--toolsets", help="comma-separated toolsets to load (default: all)")
+    p.add_argument(
+        "--toolsets", help="comma-separated toolsets to load, or all (default: all but funnels, mailing, sms)"
+    )
     p.add_argument("--read-only", action="store_true", default=None, help="expose and allow only reads")
     p.add_argument(
         "--no-confirm",

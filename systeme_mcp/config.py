@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     timeout: float = Field(30.0, gt=0, le=300, validation_alias=_env("SYSTEME_TIMEOUT", "timeout"))
     max_attempts: int = Field(4, ge=1, le=10, validation_alias=_env("SYSTEME_MAX_ATTEMPTS", "max_attempts"))
     retry_budget: float = Field(40.0, gt=0, le=600, validation_alias=_env("SYSTEME_RETRY_BUDGET", "retry_budget"))
+    bulk_preview_above: int = Field(
+        25, ge=0, validation_alias=_env("SYSTEME_BULK_PREVIEW_ABOVE", "bulk_preview_above")
+    )  # bulk tools preview (dry run) by default when more contacts than this would change
     transport: Literal["stdio", "http"] = Field("stdio", validation_alias=_env("SYSTEME_TRANSPORT", "transport"))
     host: str = Field("127.0.0.1", validation_alias=_env("SYSTEME_HOST", "host"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SYSTEME_PORT", "port"))

@@ -128,6 +128,12 @@ class ReadOnlyRefused(SystemeError):
         return f"Refused {self.request}: the server runs in read-only mode, so nothing was sent."
 
 
+TWILIO_WHERE = (
+    "Connect a Twilio account in the Systeme.io dashboard (Settings → Integrations → Twilio), then retry; "
+    "nothing can be read or sent by SMS until then."
+)
+
+
 def from_response(status: int, body: Any, request: str, *, maton: bool, retry_after: float | None) -> ApiError:
     """Map an error answer to the right ApiError subclass, keeping the API's own wording."""
     detail = ""
@@ -158,7 +164,7 @@ def from_response(status: int, body: Any, request: str, *, maton: bool, retry_af
         return NotConfigured(
             **args,
             feature="The Twilio (SMS) integration",
-            where="Connect Twilio in Systeme.io: Settings → Integrations → Twilio.",
+            where=TWILIO_WHERE,
         )
     if status == 400 and maton and "connection" in detail.lower():
         return ConnectionMissing(**args)

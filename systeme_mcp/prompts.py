@@ -1,21 +1,189 @@
-"""MCP prompts for common jobs, and argument completions. Filled in by the workflows work."""
+"""MCP prompts for common jobs, and completions for their arguments and the contact resource template.
+
+A prompt is a short, exact plan in terms of this server's tools (workflow tools first), so the model does the
+job in a few bounded calls. Completions: enum arguments from their declarations, and tag / course /
+community names read from the account."""
 
 from __future__ import annotations
 
-from mcp import types
+from dataclasses import dataclass, field
+from typing import Any
 
+from mcp import MCPError, types
+
+from . import errors
+from .resources import list_items
 from .runtime import Runtime
 
 
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    description: str
+    required: bool = False
+    choices: tuple[str, ...] = ()  # an enum argument
+    names_of: str = ""  # complete with names from this list operation
+
+
+@dataclass(frozen=True)
+class PromptDef:
+    name: str
+    title: str
+    description: str
+    args: tuple[Arg, ...]
+    template: str  # str.format'ed with the arguments (missing optional ones as "")
+    steps: dict[str, str] = field(default_factory=dict)  # optional argument → the step it adds
+
+    def render(self, values: dict[str, str]) -> str:
+        text = self.template.format(**values)
+        extra = [step.format(**values) for arg, step in self.steps.items() if values.get(arg)]
+        return text + "".join(f"\n- {s}" for s in extra)
+
+
+ACCESS = ("full_access", "dripping_content")
+PROMPTS = {
+    p.name: p
+    for p in (
+        PromptDef(
+            "onboard_new_customer",
+            "Onboard a new customer",
+            "Add or update a customer by email, then tag them and give course/community access.",
+            (
+                Arg("email", "Customer's email.", required=True),
+                Arg("first_name", "First name."),
+                Arg("tag", "Tag to add (name).", names_of="list_tags"),
+                Arg("course", "Course to enroll in (name).", names_of="list_courses"),
+                Arg("access_type", "Course access.", choices=ACCESS),
+                Arg("community", "Community to join (name).", names_of="list_communities"),
+            ),
+            "Onboard the customer {email}{named}. Steps, each reported in one line:\n"
+            "- upsert_contact(email={email!r}{first}) — it says whether the contact was created or updated.",
+            {
+                "tag": "Find the id of tag {tag!r} with list_tags(query={tag!r}) (create_tag if missing), then "
+                "bulk_add_tag(contact_ids=[<id>], tag_id=<tag id>).",
+                "course": "Find course {course!r} with list_courses(query={course!r}), then "
+                "bulk_enroll(contact_ids=[<id>], course_id=<course id>, access_type={access!r}).",
+                "community": "Find community {community!r} with list_communities(query={community!r}), then "
+                "bulk_add_to_community(contact_ids=[<id>], community_id=<community id>).",
+            },
+        ),
+        PromptDef(
+            "clean_up_tag",
+            "Clean up a tag",
+            "Review who has a tag and remove it from the contacts that should not have it.",
+            (
+                Arg("tag", "Tag name.", required=True, names_of="list_tags"),
+                Arg("keep_domain", "Keep it only on emails at this domain, e.g. acme.test."),
+            ),
+            "Clean up the tag {tag!r}.\n"
+            "- find_contacts(tag={tag!r}) shows who has it and how many.\n"
+            "- Decide with the user which contacts should lose it; never guess.\n"
+            "- bulk_remove_tag(contact_ids=[...], tag_id=<id>) previews; show the preview to the user and apply "
+            "only with their agreement (the exact call it gives, with dry_run=false).",
+            {"keep_domain": "Contacts whose email is not at {keep_domain} are the candidates to untag."},
+        ),
+        PromptDef(
+            "audit_webhooks",
+            "Audit webhooks",
+            "Check every webhook: active, URL, events; report problems and suggested fixes.",
+            (Arg("focus", "What to look at.", choices=("all", "inactive", "events")),),
+            "Audit this account's webhooks (focus: {focus}).\n"
+            "- list_webhooks, then get_webhook for any that look wrong.\n"
+            "- Report per webhook: name, URL (https?), active, events; flag inactive ones, duplicate URLs and "
+            "missing CONTACT_CREATED / SALE_NEW where sales or sign-ups matter.\n"
+            "- Propose fixes (update_webhook); change nothing without the user's agreement.",
+        ),
+    )
+}
+
+
 async def list_prompts(runtime: Runtime) -> types.ListPromptsResult:
-    return types.ListPromptsResult(prompts=[])
+    listed = [
+        types.Prompt(
+            name=p.name,
+            title=p.title,
+            description=p.description,
+            arguments=[
+                types.PromptArgument(
+                    name=a.name,
+                    description=a.description + (f" One of: {', '.join(a.choices)}." if a.choices else ""),
+                    required=a.required,
+                )
+                for a in p.args
+            ],
+        )
+        for p in PROMPTS.values()
+    ]
+    return types.ListPromptsResult(prompts=listed)
+
+
+def _problem(message: str) -> MCPError:
+    return MCPError(code=types.INVALID_PARAMS, message=message)
 
 
 async def get_prompt(runtime: Runtime, name: str, arguments: dict[str, str]) -> types.GetPromptResult:
-    from mcp import MCPError
+    prompt = PROMPTS.get(name)
+    if prompt is None:
+        raise _problem(f"Unknown prompt {name!r}; prompts: {', '.join(PROMPTS)}.")
+    known = {a.name: a for a in prompt.args}
+    unknown = [k for k in arguments if k not in known]
+    if unknown:
+        raise _problem(f"{name}: unknown argument(s) {', '.join(unknown)}; it takes: {', '.join(known)}.")
+    for a in prompt.args:
+        value = arguments.get(a.name, "")
+        if a.required and not value:
+            raise _problem(f"{name}: `{a.name}` is required ({a.description})")
+        if value and a.choices and value not in a.choices:
+            raise _problem(f"{name}: `{a.name}` must be one of: {', '.join(a.choices)} (got {value!r}).")
+    values = {a.name: arguments.get(a.name, "") for a in prompt.args}
+    first = values.get("first_name", "")
+    values |= {
+        "named": f" ({first})" if first else "",
+        "first": f", first_name={first!r}" if first else "",
+        "access": values.get("access_type") or "full_access",
+        "focus": values.get("focus") or "all",
+    }
+    message = types.PromptMessage(role="user", content=types.TextContent(type="text", text=prompt.render(values)))
+    return types.GetPromptResult(description=prompt.description, messages=[message])
 
-    raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {name}")
+
+async def _names(runtime: Runtime, tool: str, prefix: str) -> list[str]:
+    args_query = prefix.strip()
+    try:
+        items, _ = await list_items(runtime, tool, max_pages=1 if not args_query else 3)
+    except errors.SystemeError:
+        return []
+    names = [str(i["name"]) for i in items if i.get("name")]
+    return [n for n in names if args_query.casefold() in n.casefold()]
+
+
+async def _contact_ids(runtime: Runtime, prefix: str) -> list[str]:
+    try:
+        items, _ = await list_items(runtime, "list_contacts", max_pages=1)
+    except errors.SystemeError:
+        return []
+    return [str(i["id"]) for i in items if str(i["id"]).startswith(prefix)]
+
+
+def _completion(values: list[str]) -> types.CompleteResult:
+    shown = values[:100]
+    return types.CompleteResult(
+        completion=types.Completion(values=shown, total=len(values), has_more=len(values) > len(shown))
+    )
 
 
 async def complete(runtime: Runtime, params: types.CompleteRequestParams) -> types.CompleteResult:
-    return types.CompleteResult(completion=types.Completion(values=[], total=0, has_more=False))
+    ref, arg = params.ref, params.argument
+    if isinstance(ref, types.ResourceTemplateReference):
+        if ref.uri == "systeme://contacts/{id}" and arg.name == "id":
+            return _completion(await _contact_ids(runtime, arg.value))
+        return _completion([])
+    prompt = PROMPTS.get(ref.name)
+    spec: Any = next((a for a in prompt.args if a.name == arg.name), None) if prompt else None
+    if spec is None:
+        return _completion([])
+    if spec.choices:
+        return _completion([c for c in spec.choices if c.startswith(arg.value)])
+    if spec.names_of:
+        return _completion(await _names(runtime, spec.names_of, arg.value))
+    return _completion([])

@@ -1,22 +1,130 @@
-"""MCP resources: templates for a contact and the tag/course/community lists, and an account overview.
-Filled in by the workflows work; the server registers these handlers."""
+"""MCP resources: a contact by id (template), the tag/course/community lists, and an account overview
+(counts per resource and the connection in use — never a key). Reads go through the shared client."""
 
 from __future__ import annotations
 
-from mcp import types
+import json
+import re
+from typing import Any
 
+from mcp import MCPError, types
+
+from . import errors
 from .runtime import Runtime
+from .summaries import project
+from .wire import build_request
+
+CONTACT = re.compile(r"^systeme://contacts/(\d+)$")
+LISTS = {  # resource name → (list operation, description)
+    "tags": ("list_tags", "Every tag (id, name)."),
+    "courses": ("list_courses", "Every course (id, name, active)."),
+    "communities": ("list_communities", "Every community (id, name)."),
+}
+LIST_PAGES = 5  # a list resource shows at most this many pages of 100
+COUNTED = {
+    name: f"list_{name}" for name in ("contacts", "tags", "courses", "communities", "webhooks", "contact_fields")
+}
+COUNT_PAGES = 10  # counting stops here and answers "at least"
 
 
 async def list_resources(runtime: Runtime) -> types.ListResourcesResult:
-    return types.ListResourcesResult(resources=[])
+    listed = [
+        types.Resource(
+            uri="systeme://account",
+            name="account",
+            title="Systeme.io account",
+            description="Counts per resource and the connection in use.",
+            mime_type="application/json",
+        )
+    ]
+    listed += [
+        types.Resource(uri=f"systeme://{name}", name=name, description=text, mime_type="application/json")
+        for name, (_, text) in LISTS.items()
+    ]
+    return types.ListResourcesResult(resources=listed)
 
 
 async def list_resource_templates(runtime: Runtime) -> types.ListResourceTemplatesResult:
-    return types.ListResourceTemplatesResult(resource_templates=[])
+    template = types.ResourceTemplate(
+        uri_template="systeme://contacts/{id}",
+        name="contact",
+        title="Contact",
+        description="One contact by id: email, fields, tags.",
+        mime_type="application/json",
+    )
+    return types.ListResourceTemplatesResult(resource_templates=[template])
+
+
+async def _get_data(runtime: Runtime, tool: str, args: dict[str, Any]) -> Any:
+    return (await runtime.client.send(build_request(runtime.catalog[tool], args))).data
+
+
+async def _pages(runtime: Runtime, tool: str, max_pages: int) -> tuple[list[Any], bool]:
+    """Items of a list operation, paged by 100 up to `max_pages`; and whether that was all of them."""
+    op = runtime.catalog[tool]
+    args: dict[str, Any] = {"limit": 100} if "limit" in op.params else {}
+    items: list[Any] = []
+    for _ in range(max_pages):
+        data = await _get_data(runtime, tool, args)
+        page = (data.get("items") or []) if isinstance(data, dict) else []
+        items += page
+        if not page or not data.get("hasMore") or not op.paginated:
+            return items, True
+        args["starting_after"] = page[-1]["id"]
+    return items, False
+
+
+async def list_items(runtime: Runtime, tool: str, max_pages: int = LIST_PAGES) -> tuple[list[dict[str, Any]], bool]:
+    """The compact items of a list operation (used by resources and completions)."""
+    shape = runtime.catalog.shape(runtime.catalog[tool])
+    assert shape is not None
+    items, complete = await _pages(runtime, tool, max_pages)
+    return [project(shape, i) for i in items], complete
+
+
+async def _account(runtime: Runtime) -> dict[str, Any]:
+    settings = runtime.settings
+    backend = settings.resolved_backend
+    base = {"direct": settings.systeme_api_url, "gateway": settings.maton_gateway_url + "/systeme"}
+    counts: dict[str, Any] = {}
+    for name, tool in COUNTED.items():
+        try:
+            items, complete = await _pages(runtime, tool, COUNT_PAGES)
+            counts[name] = len(items) if complete else f"at least {len(items)}"
+        except errors.SystemeError as exc:
+            counts[name] = f"unavailable: {runtime.client.scrub(exc.message())}"
+    return {
+        "backend": backend,
+        "api": base.get(backend, "embedded sandbox"),
+        "maton_connection": settings.maton_connection or ("oldest active" if backend == "gateway" else None),
+        "read_only": settings.read_only,
+        "toolsets": settings.toolsets or "all",
+        "counts": counts,
+    }
+
+
+async def _contact(runtime: Runtime, contact_id: int) -> dict[str, Any]:
+    data = await _get_data(runtime, "get_contact", {"contact_id": contact_id})
+    return project(runtime.catalog.shapes["contact"], data)
 
 
 async def read_resource(runtime: Runtime, uri: str) -> types.ReadResourceResult:
-    from mcp import MCPError
-
-    raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri})
+    body: Any
+    try:
+        if uri == "systeme://account":
+            body = await _account(runtime)
+        elif (match := CONTACT.match(uri)) is not None:
+            body = await _contact(runtime, int(match.group(1)))
+        elif uri.startswith("systeme://") and uri.removeprefix("systeme://") in LISTS:
+            items, complete = await list_items(runtime, LISTS[uri.removeprefix("systeme://")][0])
+            body = {"items": items, "complete": complete}
+        else:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri})
+    except errors.NotFound:
+        raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri}) from None
+    except errors.SystemeError as exc:
+        raise MCPError(code=types.INTERNAL_ERROR, message=runtime.client.scrub(exc.message())) from None
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return types.ReadResourceResult(
+        contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+    )

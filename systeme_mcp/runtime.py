@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -83,6 +84,10 @@ class CallContext:
         if self.request is None or LEVELS.index(level) < LEVELS.index(self.runtime.log_level):
             return
         try:
-            await self.request.session.send_log_message(level, message, logger="systeme_mcp")
-        except Exception:
+            with warnings.catch_warnings():  # logging is deprecated in 2026-07-28, but clients still show it
+                warnings.simplefilter("ignore")
+                await self.request.session.send_log_message(
+                    level, message, logger="systeme_mcp", related_request_id=self.request.request_id
+                )
+        except Exception:  # a log line must never break a call
             log.debug("client log not delivered", exc_info=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from . import newsletter_html
 from .catalog import Operation, Param
 
 EMAIL = re.compile(
@@ -63,7 +64,26 @@ def _check_datetime(value: str) -> str:
     return value
 
 
-_STRING_CHECKS = {"email": _check_email, "url": _check_url, "uuid": _check_uuid, "datetime": _check_datetime}
+def _check_future_datetime(value: str) -> str:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO-8601 date-time") from None
+    if when.tzinfo is None:
+        raise ValueError("no UTC offset, so the time is ambiguous; add one, e.g. +00:00 or Z")
+    if when <= datetime.now(UTC):
+        raise ValueError(f"in the past (now is {datetime.now(UTC).isoformat(timespec='seconds')})")
+    return when.isoformat()
+
+
+_STRING_CHECKS = {
+    "email": _check_email,
+    "url": _check_url,
+    "uuid": _check_uuid,
+    "datetime": _check_datetime,
+    "future_datetime": _check_future_datetime,
+    "newsletter_html": newsletter_html.check,
+}
 
 
 def allowed(p: Param) -> str:
@@ -88,7 +108,10 @@ def allowed(p: Param) -> str:
         "url": "an absolute http(s) URL like https://example.com/hook",
         "uuid": "a UUID like 3f2c8e0a-9d4b-4c1e-8f7a-2b6d5e4c3a10",
         "datetime": "an ISO-8601 date-time like 2024-01-31T00:00:00+00:00",
-        "integer_list": "a non-empty list of positive integer ids",
+        "future_datetime": "a future ISO-8601 date-time with offset, like 2030-01-31T09:00:00+00:00",
+        "newsletter_html": "HTML using only p, h2-h4, ul/ol/li, figure; inline span, strong, em, u, s, a, br; "
+        "substitutions {email}, {first_name}, {surname}",
+        "integer_list": f"a {'' if p.min_items == 0 else 'non-empty '}list of positive integer ids",
         "string_map": "an object {slug: text or null}; slugs use letters, digits and underscores",
     }[p.type]
 
@@ -110,13 +133,15 @@ def _schema(p: Param) -> dict[str, Any]:
                 s["minLength"] = p.min_length
             if p.pattern:
                 s["pattern"] = p.pattern
-        case "email" | "url" | "uuid" | "datetime":
-            fmt = {"email": "email", "url": "uri", "uuid": "uuid", "datetime": "date-time"}[p.type]
+        case "email" | "url" | "uuid" | "datetime" | "future_datetime":
+            fmt = {"email": "email", "url": "uri", "uuid": "uuid"}.get(p.type, "date-time")
             s = {"type": "string", "format": fmt}
+        case "newsletter_html":
+            s = {"type": "string", "maxLength": p.max_length or 100_000}
         case "enum":
             s = {"type": "string", "enum": p.choices}
         case "integer_list":
-            s = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1}
+            s = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": _min_items(p)}
         case "enum_list":
             s = {
                 "type": "array",
@@ -156,12 +181,15 @@ def _annotation(p: Param) -> Any:
             t = Annotated[bool, Field(strict=True)]
         case "string":
             t = Annotated[str, Field(min_length=p.min_length, max_length=p.max_length or MAX_TEXT, pattern=p.pattern)]
-        case "email" | "url" | "uuid" | "datetime":
+        case "email" | "url" | "uuid" | "datetime" | "future_datetime":
             t = Annotated[str, Field(strict=True), AfterValidator(_STRING_CHECKS[p.type])]
+        case "newsletter_html":
+            limit = Field(strict=True, max_length=p.max_length or 100_000)
+            t = Annotated[str, limit, AfterValidator(_STRING_CHECKS[p.type])]
         case "enum":
             t = Literal[tuple(p.choices)]
         case "integer_list":
-            t = Annotated[list[Annotated[int, Field(strict=True, ge=1)]], Field(min_length=1)]
+            t = Annotated[list[Annotated[int, Field(strict=True, ge=1)]], Field(min_length=_min_items(p))]
         case "enum_list":
             item: Any = Literal[tuple(p.choices)]
             t = Annotated[list[item], Field(min_length=p.min_items or 1), AfterValidator(_unique)]
@@ -172,6 +200,10 @@ def _annotation(p: Param) -> Any:
     if p.nullable and p.type != "string_map":
         t = t | None
     return t
+
+
+def _min_items(p: Param) -> int:
+    return 1 if p.min_items is None else p.min_items
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -201,6 +233,8 @@ def _problem(op: Operation, error: Any) -> str:
         return f"`{name}`: required; {allowed(p) if p else ''}."
     got = error.get("input")
     shown = repr(got) if not isinstance(got, (dict, list)) or len(repr(got)) < 80 else type(got).__name__
+    if isinstance(got, str) and len(got) > 80:
+        shown = f"{got[:60]!r}… ({len(got)} characters)"
     reason = str(error["msg"]).removeprefix("Value error, ")
     where = name + "".join(f"[{x}]" for x in loc[1:])
     if p is not None and got is None and not p.nullable:

@@ -17,6 +17,8 @@ VALUE_BUDGET = 160  # characters for one value inside a line
 
 
 def _get(obj: Any, path: str) -> Any:
+    if path == ".":  # the item itself (lists of scalars, e.g. phone numbers)
+        return obj
     for part in path.split("."):
         if not isinstance(obj, dict):
             return None

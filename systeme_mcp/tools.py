@@ -85,14 +85,28 @@ def build_registry(catalog: Catalog, extra: list[ToolDef] | None = None) -> dict
     return registry
 
 
+# Loaded when SYSTEME_TOOLSETS / --toolsets is not set: the core account tools. funnels, mailing and sms are
+# opt-in (e.g. SYSTEME_TOOLSETS=all, or contacts,tags,mailing) so the default tool list stays affordable.
+DEFAULT_TOOLSETS = (
+    "contacts",
+    "tags",
+    "fields",
+    "school",
+    "community",
+    "payment",
+    "webhooks",
+    "connections",
+    "workflows",
+)
+ALL = "all"
+
+
 def select(registry: dict[str, ToolDef], toolsets: list[str] | None, read_only: bool) -> dict[str, ToolDef]:
-    """The tools to expose: only the chosen toolsets (all by default), only read-only ones if asked."""
+    """The tools to expose: the chosen toolsets (DEFAULT_TOOLSETS if none, every one for `all`), only
+    read-only ones if asked."""
     known = sorted({t.toolset for t in registry.values()})
-    unknown = [name for name in toolsets or [] if name not in known]
+    unknown = [name for name in toolsets or [] if name not in known and name != ALL]
     if unknown:
-        raise ValueError(f"unknown toolset(s): {', '.join(unknown)}; valid toolsets: {', '.join(known)}")
-    return {
-        name: t
-        for name, t in registry.items()
-        if (not toolsets or t.toolset in toolsets) and (t.read_only or not read_only)
-    }
+        raise ValueError(f"unknown toolset(s): {', '.join(unknown)}; valid toolsets: {', '.join(known)} (or `{ALL}`)")
+    chosen = set(known) if toolsets and ALL in toolsets else set(toolsets or DEFAULT_TOOLSETS)
+    return {name: t for name, t in registry.items() if t.toolset in chosen and (t.read_only or not read_only)}

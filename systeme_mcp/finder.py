@@ -1,0 +1,179 @@
+"""find_contacts: the API's own filters (email, tags, registration dates) where they exist, the rest
+(name, email domain, custom field value, tag by name) matched server-side while paging, with a cap on the
+pages scanned and the exact call to continue when the cap is hit. `scan` is shared with the bulk tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp import types
+
+from .catalog import Catalog, Param
+from .runtime import CallContext
+from .summaries import TEXT_BUDGET, call_text, project
+from .tools import ToolDef
+from .workflows import Declared, Refused, contact_line, contact_schema, declare, param, read, result, tool_def
+
+PAGE = 100  # contacts per page scanned (the API's maximum)
+MAX_PAGES = 10  # default cap on pages scanned per call
+SHOW = 20  # default number of matches shown
+API_FILTERS = ("email", "registered_after", "registered_before", "starting_after")  # the rest are matched here
+
+
+def filter_params(catalog: Catalog) -> list[Param]:
+    """find_contacts' filter arguments (also what a bulk tool's `filter` object accepts)."""
+    listing = catalog["list_contacts"].params
+    return [
+        param("email", listing["email"]),
+        param("email_domain", {"type": "string", "max_length": 255}, description="Email domain, e.g. acme.test."),
+        param("name", {"type": "string", "max_length": 255}, description="First or last name contains this."),
+        param("tag_id", {"type": "integer", "minimum": 1}, description="Has this tag id."),
+        param("tag", {"type": "string", "max_length": 64}, description="Has the tag named this."),
+        param("field", {"type": "string", "pattern": r"^\w+=", "max_length": 2000}, description="slug=value"),
+        param("registered_after", listing["registered_after"]),
+        param("registered_before", listing["registered_before"]),
+        param("max_pages", {"type": "integer", "minimum": 1, "maximum": 50}, description="Pages scanned (10)."),
+        param("starting_after", listing["starting_after"], description="Continue after this contact id."),
+    ]
+
+
+@dataclass
+class Scan:
+    """What one bounded pass over the contacts found."""
+
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+    complete: bool = False  # reached the last contact (else stopped at the page cap)
+    last_id: int | None = None  # the last contact examined: where a continuation starts
+
+
+def _fields(contact: dict[str, Any]) -> dict[str, str]:
+    return {str(f.get("slug")): str(f.get("value") or "") for f in contact.get("fields") or [] if isinstance(f, dict)}
+
+
+def _matches(contact: dict[str, Any], crit: dict[str, Any]) -> bool:
+    """The criteria the API cannot filter on, checked on one contact."""
+    if "email_domain" in crit:
+        domain = "@" + crit["email_domain"].lstrip("@").casefold()
+        if not str(contact.get("email", "")).casefold().endswith(domain):
+            return False
+    values = _fields(contact)
+    if "name" in crit:
+        first, last = values.get("first_name", ""), values.get("surname", "")
+        if crit["name"].casefold() not in f"{first} {last}\n{last} {first}".casefold():
+            return False
+    if "field" in crit:
+        slug, _, want = crit["field"].partition("=")
+        if values.get(slug, "").casefold() != want.strip().casefold():
+            return False
+    return True
+
+
+async def tag_id_by_name(ctx: CallContext, name: str) -> int:
+    data = await read(ctx, "list_tags", {"query": name, "limit": 100})
+    tags = data.get("items", []) if isinstance(data, dict) else []
+    for tag in tags:
+        if str(tag.get("name", "")).casefold() == name.casefold():
+            return int(tag["id"])
+    similar = ", ".join(f"{t.get('name')}#{t.get('id')}" for t in tags[:10])
+    raise Refused(f"`tag`: no tag is named {name!r}." + (f" Tags containing it: {similar}." if similar else ""))
+
+
+async def scan(ctx: CallContext, crit: dict[str, Any]) -> Scan:
+    """Page through the contacts the API's filters select, keeping those matching the rest."""
+    query: dict[str, Any] = {k: v for k, v in crit.items() if k in API_FILTERS}
+    tags = [crit["tag_id"]] if "tag_id" in crit else []
+    if "tag" in crit:
+        tags.append(await tag_id_by_name(ctx, crit["tag"]))
+    if tags:
+        query["tag_ids"] = sorted(set(tags))
+    query["limit"] = PAGE
+    out = Scan()
+    while True:
+        data = await read(ctx, "list_contacts", query)
+        items = [c for c in (data.get("items") or []) if isinstance(c, dict)] if isinstance(data, dict) else []
+        out.pages += 1
+        out.matches += [c for c in items if _matches(c, crit)]
+        if items:
+            out.last_id = int(items[-1]["id"])
+        if not items or not (isinstance(data, dict) and data.get("hasMore")):
+            out.complete = True
+            return out
+        if out.pages >= crit.get("max_pages", MAX_PAGES):
+            return out
+        query["starting_after"] = out.last_id
+
+
+def scope_text(found: Scan, crit: dict[str, Any]) -> str:
+    """Where the scan looked, in words."""
+    where = f"after #{crit['starting_after']}" if "starting_after" in crit else ""
+    if found.complete:
+        return f"all contacts {where}".strip()
+    return f"the {found.pages} pages scanned {where} (page cap; stopped at contact #{found.last_id})".replace("  ", " ")
+
+
+def _find(catalog: Catalog) -> tuple[Declared, dict[str, Any]]:
+    params = [
+        *filter_params(catalog),
+        param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Matches listed (20)."),
+    ]
+    decl = declare(
+        "find_contacts",
+        "Find contacts",
+        "Contacts matching all given filters, newest first, scanned server-side; answers the total matched "
+        "and the exact call to continue.",
+        params,
+        read_only=True,
+    )
+    output = {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": contact_schema(catalog)},
+            "total": {"type": "integer", "description": "Matches in the contacts scanned."},
+            "complete": {"type": "boolean", "description": "Scanned to the last contact."},
+            "has_more": {"type": "boolean"},
+            "next": {"type": ["object", "null"], "description": "The exact call to continue."},
+            "message": {"type": "string"},
+        },
+        "required": ["items", "total", "complete", "has_more", "message"],
+    }
+    return decl, output
+
+
+def find_tool(catalog: Catalog) -> ToolDef:
+    decl, output = _find(catalog)
+    shape = catalog.shapes["contact"]
+
+    async def impl(ctx: CallContext, arguments: dict[str, Any]) -> types.CallToolResult:
+        crit = decl.validate(arguments)
+        found = await scan(ctx, crit)
+        limit = crit.get("limit", SHOW)
+        lines: list[str] = []
+        for contact in found.matches[:limit]:
+            text = contact_line(ctx.catalog, contact)
+            if sum(len(x) + 1 for x in lines) + len(text) > TEXT_BUDGET - 600 and lines:
+                break
+            lines.append(text)
+        shown = found.matches[: len(lines)]
+        total = len(found.matches)
+        cursor: int | None = None
+        if len(shown) < total:
+            cursor = int(shown[-1]["id"])
+        elif not found.complete:
+            cursor = found.last_id
+        nxt_args = {**crit, "starting_after": cursor}
+        nxt = {"tool": "find_contacts", "arguments": nxt_args} if cursor else None
+        head = f"{total} contact{'s' if total != 1 else ''} match in {scope_text(found, crit)}"
+        head += f"; showing {len(shown)}:" if shown else "."
+        tail = f"more: {call_text('find_contacts', nxt_args)}" if nxt else ("last page." if shown else "")
+        structured = {
+            "items": [project(shape, c) for c in shown],
+            "total": total,
+            "complete": found.complete,
+            "has_more": nxt is not None,
+            "next": nxt,
+        }
+        return result("\n".join(x for x in [head, *lines, tail] if x), structured)
+
+    return tool_def(decl, impl, output)

@@ -1,0 +1,153 @@
+"""Serving: admin endpoints, persistence, the CLI entry point, the seed, and pagination as a property."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+from conftest import KEY
+from hypothesis import given
+from hypothesis import strategies as st
+
+from systeme_mcp.sandbox import Sandbox
+from systeme_mcp.sandbox.serve import build_parser, main, make_sandbox
+from systeme_mcp.sandbox.validation import PageParams, paginate
+
+
+@pytest.mark.anyio
+async def test_admin_endpoints(client: httpx2.AsyncClient, sb: Sandbox) -> None:
+    assert (await client.post("/api/tags", json={"name": "temporary"})).status_code == 201
+    status = (await client.get("/__sandbox")).json()
+    assert status["counts"]["tags"] == 11 and status["faults"] is None
+    plan = await client.post("/__sandbox/faults", json={"rate": 1.0, "kinds": ["503"], "routes": ["GET /api/tags"]})
+    assert plan.status_code == 200 and plan.json()["plan"]["kinds"] == ["503"]
+    assert (await client.get("/api/tags")).status_code == 503
+    assert (await client.get("/__sandbox/faults")).json()["fired"] == 1
+    assert (await client.post("/__sandbox/faults", json={"kinds": ["nope"]})).status_code == 400
+    assert (await client.delete("/__sandbox/faults")).status_code == 204
+    log = (await client.get("/__sandbox/requests", params={"limit": 2})).json()
+    assert log["count"] == 2 and [r["status"] for r in log["items"]] == [201, 503]
+    assert (await client.delete("/__sandbox/requests")).status_code == 204 and len(sb.requests) == 0
+    limit = await client.post("/__sandbox/ratelimit", json={"capacity": 5, "refillPerSecond": 1})
+    assert limit.json() == {"capacity": 5, "refillPerSecond": 1.0}
+    assert (await client.get("/api/tags")).headers["x-ratelimit-limit"] == "5"
+    assert (await client.post("/__sandbox/ratelimit", json={"off": True})).json() == {"off": True}
+    assert (await client.post("/__sandbox/ratelimit", json={"capacity": "x"})).status_code == 400
+    settings = await client.post("/__sandbox/settings", json={"twilioConnected": True, "paymentsConfigured": False})
+    assert settings.json()["twilioConnected"] is True
+    assert (await client.get("/api/sms/phone-numbers")).status_code == 200
+    assert (await client.get("/api/payment/subscriptions", params={"contact": 1})).status_code == 404
+    assert "items" in (await client.get("/__sandbox/deliveries")).json()
+    assert (await client.post("/__sandbox/reset")).status_code == 200
+    assert "temporary" not in {t.name for t in sb.store.tags.values()}
+
+
+@pytest.mark.anyio
+async def test_index_head_and_unknown_paths(client: httpx2.AsyncClient) -> None:
+    assert "families" in (await client.get("/")).json()
+    head = await client.head("/api/contacts")
+    assert head.status_code == 200 and head.content == b""
+    assert (await client.get("/nowhere")).status_code == 404
+
+
+@pytest.mark.anyio
+async def test_state_file_persists(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    sb = Sandbox(rate_limit=None, state_file=path)
+    assert path.exists()
+    async with httpx2.AsyncClient(transport=sb.transport(), base_url=sb.base_url, headers=KEY) as c:
+        tag = (await c.post("/api/tags", json={"name": "kept"})).json()
+        await c.delete("/api/contacts/1")
+    again = Sandbox(rate_limit=None, state_file=path)
+    assert again.store.tags[tag["id"]].name == "kept" and 1 not in again.store.contacts
+    assert again.store.next_id("tags") == tag["id"] + 1  # counters survive too
+    again.reset()
+    assert "kept" not in {t.name for t in Sandbox(rate_limit=None, state_file=path).store.tags.values()}
+
+
+def test_seed_is_deterministic_and_fast() -> None:
+    started = time.perf_counter()
+    a = Sandbox(seed=0)
+    elapsed = time.perf_counter() - started
+    print(f"seeded sandbox built in {elapsed * 1000:.1f} ms")
+    assert a.store.to_json() == Sandbox(seed=0).store.to_json()
+    assert a.store.to_json() != Sandbox(seed=1).store.to_json()
+    s = a.store
+    assert len(s.contacts) >= 200 and len(s.courses) == 3 and len(s.communities) == 2
+    assert any(c.email.endswith("@acme.test") for c in s.contacts.values())
+    assert len({c.email.casefold() for c in s.contacts.values()}) == len(s.contacts)
+    assert s.webhooks and s.funnels and s.campaigns and s.newsletters and s.enrollments and s.memberships
+
+
+def test_cli_options_build_the_sandbox() -> None:
+    args = build_parser().parse_args(
+        ["--seed", "3", "--rate-limit", "off", "--fault-rate", "0.5", "--fault-kinds", "500,reset_after",
+         "--fault-routes", "POST /api/contacts", "--no-payments", "--twilio", "--api-key", "k1"]
+    )  # fmt: skip
+    sb = make_sandbox(args)
+    assert sb.seed == 3 and sb.rate_limit is None and sb.api_keys == frozenset({"k1"})
+    assert sb.faults.plan is not None and sb.faults.plan.kinds == ("500", "reset_after")
+    assert sb.faults.plan.routes == ("POST /api/contacts",)
+    assert sb.env.options.payments_configured is False and sb.store.twilio["connected"] is True
+    assert make_sandbox(build_parser().parse_args([])).rate_limit == Sandbox.DEFAULT_RATE_LIMIT
+
+
+def test_cli_rejects_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--rate-limit", "lots", "--port", "0"]) == 2
+    assert main(["--fault-rate", "0.5", "--fault-kinds", "meteor", "--port", "0"]) == 2
+    assert "sandbox" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_serves_over_http() -> None:
+    port = _free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from systeme_mcp.sandbox.serve import main; sys.exit(main(sys.argv[1:]))", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        answer = None
+        while time.perf_counter() - started < 15:
+            try:
+                answer = httpx2.get(f"http://127.0.0.1:{port}/api/contacts", headers={"X-API-Key": "x"}, timeout=1.0)
+                break
+            except httpx2.TransportError:
+                time.sleep(0.02)
+        print(f"sandbox CLI answered {time.perf_counter() - started:.2f} s after launch")
+        assert answer is not None and answer.status_code == 200
+        assert len(answer.json()["items"]) == 10 and answer.headers["x-ratelimit-limit"] == "100"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"127.0.0.1" in err and b"Traceback" not in err
+
+
+@given(
+    ids=st.lists(st.integers(min_value=1, max_value=500), unique=True, max_size=120),
+    limit=st.integers(min_value=10, max_value=100),
+    order=st.sampled_from(["asc", "desc"]),
+)
+def test_pagination_walks_every_item_once(ids: list[int], limit: int, order: str) -> None:
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page, more = paginate(ids, PageParams(limit, cursor, order), key=lambda i: i)
+        assert len(page) <= limit
+        seen += page
+        if not more:
+            break
+        cursor = page[-1]
+    assert seen == sorted(ids, reverse=order == "desc")
