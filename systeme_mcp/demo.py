@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -72,6 +71,7 @@ async def _session(out: Any) -> int:
 
     from .config import Settings
     from .server import serving
+    from .summaries import call_text
 
     started = time.perf_counter()
     settings = Settings(backend="sandbox", confirm_destructive=False)
@@ -87,7 +87,7 @@ async def _session(out: Any) -> int:
             result = await client.call_tool(tool, arguments)
             text = "\n".join(c.text for c in result.content if hasattr(c, "text"))
             mark = "error" if result.is_error else "ok"
-            print(f"# {why}\n→ {tool}({json.dumps(arguments, ensure_ascii=False)[1:-1]})  [{mark}]", file=out)
+            print(f"# {why}\n→ {call_text(tool, arguments)}  [{mark}]", file=out)
             print("  " + text.replace("\n", "\n  ") + "\n", file=out)
             _learn(tool, result.structured_content, ctx)
             failures += result.is_error and "typo" not in why

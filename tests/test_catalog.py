@@ -13,6 +13,7 @@ import pytest
 
 from systeme_mcp.catalog import Catalog
 from systeme_mcp.tools import ToolDef, build_registry
+from systeme_mcp.workflows import workflow_tools
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
 
@@ -35,7 +36,7 @@ DESTRUCTIVE = {n for n in REQUIRED_TOOLS if n.startswith("delete_")} | {
 
 @pytest.fixture(scope="module")
 def registry(catalog: Catalog) -> dict[str, ToolDef]:
-    return build_registry(catalog)
+    return build_registry(catalog, workflow_tools(catalog))
 
 
 def test_every_required_tool_is_declared(registry: dict[str, ToolDef]) -> None:
@@ -46,6 +47,16 @@ def test_every_required_tool_is_declared(registry: dict[str, ToolDef]) -> None:
 def test_tool_names_follow_the_mcp_naming_rule(registry: dict[str, ToolDef]) -> None:
     for name in registry:
         assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", name), name
+
+
+def test_every_tool_schema_is_valid_and_closed(registry: dict[str, ToolDef]) -> None:
+    for t in registry.values():
+        assert t.tool.description and t.tool.title, t.name
+        assert t.tool.input_schema.get("additionalProperties") is False, t.name
+        jsonschema.Draft202012Validator.check_schema(t.tool.input_schema)
+        assert t.tool.output_schema is not None, t.name
+        jsonschema.Draft202012Validator.check_schema(t.tool.output_schema)
+        assert t.tool.annotations is not None and t.tool.annotations.read_only_hint is t.read_only, t.name
 
 
 @pytest.mark.parametrize("name", REQUIRED_TOOLS)
