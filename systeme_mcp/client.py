@@ -4,6 +4,8 @@ It owns auth headers, content types, timeouts, client-side pacing from X-RateLim
 mapping of failures to `errors`. Retry rules:
 - idempotent requests (GET, PUT, DELETE, merge-patch PATCH) are retried on connection errors, timeouts,
   502/503/504 and 429, with exponential backoff and jitter, within `max_attempts` and `retry_budget` seconds;
+  an idempotent *write* is also retried on 500: its outcome is otherwise unknown and repeating it is harmless
+  (a 500 on a read is final: nothing is at stake and it is rarely transient);
 - non-idempotent requests (POST) are retried only when they provably never arrived: a connect error or a 429
   (the API rejected it before doing anything). Any other failure is reported as ambiguous (`sent=True`) so
   the caller can check whether the write happened before doing anything else.
@@ -31,6 +33,7 @@ from .wire import RequestPlan
 log = logging.getLogger("systeme_mcp.client")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+WRITE_RETRY_STATUSES = RETRY_STATUSES | {500}  # idempotent writes: a 500 leaves the outcome unknown
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
 USER_AGENT = "systeme-mcp/0.1"
@@ -159,7 +162,8 @@ class SystemeClient:
             if failure.sent and not plan.idempotent:
                 return None
         elif isinstance(failure, errors.ApiError):
-            if failure.status not in RETRY_STATUSES or not plan.idempotent:
+            statuses = RETRY_STATUSES if plan.method == "GET" else WRITE_RETRY_STATUSES
+            if failure.status not in statuses or not plan.idempotent:
                 return None
             retry_after = failure.retry_after
         else:

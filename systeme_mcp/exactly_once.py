@@ -20,6 +20,8 @@ from .runtime import CallContext
 from .summaries import _get
 from .wire import RequestPlan, build_request
 
+MAX_PAGES = 20  # a read-back follows at most this many pages of its list
+
 
 def ambiguous(exc: errors.SystemeError) -> bool:
     """A failure after which a write may or may not have happened."""
@@ -66,16 +68,24 @@ def _matches(item: Any, find: dict[str, str], args: dict[str, Any]) -> bool:
 
 
 async def _find(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Any | None:
-    """The record the write would have made, if it exists now (reads retried by the client)."""
+    """The record the write would have made, if it exists now (reads retried by the client; pages followed)."""
     assert op.verify is not None
     check = ctx.catalog[op.verify.tool]
     check_args = {name: args[source] for name, source in op.verify.match.items() if source in args}
-    answer = await ctx.client.send(build_request(check, check_args))
-    data = answer.data
-    items: Any = _get(data, check.items_path) if check.is_list and isinstance(data, dict) else [data]
-    for item in items if isinstance(items, list) else []:
-        if _matches(item, op.verify.find, args):
-            return item
+    if check.paginated and "limit" in check.params:
+        check_args["limit"] = check.params["limit"].maximum or 100
+    for _ in range(MAX_PAGES):
+        answer = await ctx.client.send(build_request(check, check_args))
+        data = answer.data
+        items: Any = _get(data, check.items_path) if check.is_list and isinstance(data, dict) else [data]
+        items = items if isinstance(items, list) else []
+        for item in items:
+            if _matches(item, op.verify.find, args):
+                return item
+        last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
+        if not (check.paginated and isinstance(data, dict) and data.get("hasMore") and last is not None):
+            return None
+        check_args["starting_after"] = last
     return None
 
 
@@ -88,7 +98,9 @@ async def recover(
         if op.verify is not None:
             try:
                 found = await _find(ctx, op, args)
-            except errors.SystemeError:
+            except errors.SystemeError as unread:
+                if ambiguous(unread) or isinstance(unread, errors.RateLimited):
+                    continue  # the read-back itself failed for a passing reason: read again next round
                 raise OutcomeUnknown(op, args, failure) from None
             if found is not None:
                 await ctx.log("info", f"{op.name}: answer was lost; reading back shows it was applied")

@@ -86,9 +86,7 @@ def build(sb: Sandbox) -> Router:
                 None if data.get("off") else RateLimit(int(data["capacity"]), float(data["refillPerSecond"]))
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise errors.bad_request(
-                f"expected {{capacity, refillPerSecond}} or {{off: true}}: {exc}"
-            ) from None
+            raise errors.bad_request(f"expected {{capacity, refillPerSecond}} or {{off: true}}: {exc}") from None
         return get_ratelimit(call)
 
     def settings(call: Call) -> Reply:
@@ -123,9 +121,7 @@ def build(sb: Sandbox) -> Router:
     def connect(call: Call) -> Reply:
         conn = authorize(sb.store, call.query.text("session_token"), sb.env.clock())
         if conn is None:
-            return Reply(
-                404, "<!doctype html><title>Sandbox</title><p>Unknown or expired authorization link.</p>"
-            )
+            return Reply(404, "<!doctype html><title>Sandbox</title><p>Unknown or expired authorization link.</p>")
         return Reply(
             200,
             f"<!doctype html><title>Sandbox</title><p>Connection {conn.id} ({conn.app}) is now ACTIVE.</p>",

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import errors
 from .routing import Call, Reply, Router, envelope, page_reply
-from .store import LOCALES, Contact, FieldDef, Tag
+from .store import LOCALES, Contact, FieldDef, Tag, iso
 from .validation import Body, domain_listed, valid_email
 
 router = Router()
@@ -169,8 +169,6 @@ def _tag_ref(tag: Tag) -> dict[str, Any]:
 
 
 def tag_json(tag: Tag) -> dict[str, Any]:
-    from .store import iso
-
     return {"id": tag.id, "name": tag.name, "createdAt": iso(tag.created_at)}
 
 
@@ -184,9 +182,7 @@ def list_tags(call: Call) -> Reply:
 
 def _tag_name(call: Call, body: Body, current: int | None) -> str:
     name = body.text("name", required=True, max_len=TAG_NAME_MAX)
-    if name and any(
-        t.name.casefold() == name.strip().casefold() and t.id != current for t in call.store.tags.values()
-    ):
+    if name and any(t.name.casefold() == name.strip().casefold() and t.id != current for t in call.store.tags.values()):
         body.add("name", errors.USED, errors.NOT_UNIQUE)
     body.done()
     assert name is not None

@@ -12,7 +12,7 @@ from typing import Any
 from . import errors
 from .routing import Call, Reply, Router, envelope, page_reply
 from .store import Campaign, CampaignStep, Funnel, FunnelStep, Newsletter
-from .validation import Body
+from .validation import Body, parse_datetime
 
 router = Router()
 TWILIO_MISSING = "The Twilio integration is not configured"
@@ -256,18 +256,12 @@ def _tag_ids(call: Call, attr: str) -> Reply:
     return Reply(204)
 
 
-router.add(
-    "PUT", "/mailing/newsletters/{id:int}/included-tags", lambda call: _tag_ids(call, "included_tag_ids")
-)
-router.add(
-    "PUT", "/mailing/newsletters/{id:int}/excluded-tags", lambda call: _tag_ids(call, "excluded_tag_ids")
-)
+router.add("PUT", "/mailing/newsletters/{id:int}/included-tags", lambda call: _tag_ids(call, "included_tag_ids"))
+router.add("PUT", "/mailing/newsletters/{id:int}/excluded-tags", lambda call: _tag_ids(call, "excluded_tag_ids"))
 
 
 @router.route("PUT", "/mailing/newsletters/{id:int}/schedule")
 def schedule_newsletter(call: Call) -> Reply:
-    from .validation import parse_datetime
-
     newsletter = _editable(call)
     body = call.body()
     text = body.text("scheduledAt", required=True)

@@ -59,9 +59,7 @@ def list_modules(call: Call) -> Reply:
     if course_id is None:
         raise errors.violation("courseId", errors.BLANK, errors.NOT_BLANK)
     modules = (m for m in call.store.modules.values() if m.course_id == course_id)
-    return page_reply(
-        modules, page, lambda m: m.id, lambda m: {"id": m.id, "name": m.name, "position": m.position}
-    )
+    return page_reply(modules, page, lambda m: m.id, lambda m: {"id": m.id, "name": m.name, "position": m.position})
 
 
 def enrollment_json(call: Call, e: Enrollment) -> dict[str, Any]:
@@ -103,9 +101,7 @@ def create_enrollment(call: Call) -> Reply:
     if existing is not None:  # re-enrolling updates the access of the existing enrollment (guess)
         existing.access_type, existing.modules = access, module_ids
         return Reply(201, enrollment_json(call, existing))
-    enrollment = Enrollment(
-        store.next_id("enrollments"), contact_id, course.id, access, module_ids, call.env.clock()
-    )
+    enrollment = Enrollment(store.next_id("enrollments"), contact_id, course.id, access, module_ids, call.env.clock())
     store.enrollments[enrollment.id] = enrollment
     return Reply(201, enrollment_json(call, enrollment))
 
@@ -146,9 +142,7 @@ def create_membership(call: Call) -> Reply:
     contact_id = _contact_id(call, body)
     body.done()
     assert contact_id is not None
-    known = any(
-        (m.community_id, m.contact_id) == (community.id, contact_id) for m in store.memberships.values()
-    )
+    known = any((m.community_id, m.contact_id) == (community.id, contact_id) for m in store.memberships.values())
     if not known:  # joining twice is accepted again (202) without a second membership (guess)
         visible = call.env.clock() + call.env.options.membership_delay
         membership = Membership(store.next_id("memberships"), community.id, contact_id, visible)

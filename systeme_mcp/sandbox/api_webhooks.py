@@ -30,9 +30,7 @@ def webhook_json(w: Webhook) -> dict[str, Any]:
     }
 
 
-def _subscriptions(
-    body: Body, previous: list[dict[str, Any]], *, required: bool
-) -> list[dict[str, Any]] | None:
+def _subscriptions(body: Body, previous: list[dict[str, Any]], *, required: bool) -> list[dict[str, Any]] | None:
     """Parse `subscriptions` (bare event strings or {event, schemaVersion}); keep ids of unchanged events."""
     items = body.array("subscriptions", required=required)
     if items is None:
@@ -54,9 +52,7 @@ def _subscriptions(
             continue
         keep = old.get(str(event))
         sid = keep["id"] if keep and keep["schemaVersion"] == version else str(uuid.uuid4())
-        out.append(
-            {"id": sid, "event": event, "schemaVersion": version, "disabledAt": None, "disabledReason": None}
-        )
+        out.append({"id": sid, "event": event, "schemaVersion": version, "disabledAt": None, "disabledReason": None})
     return out
 
 

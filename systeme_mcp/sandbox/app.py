@@ -38,8 +38,7 @@ for _module in (api_crm, api_school, api_webhooks, api_marketing):
     API.include(_module.router)
 
 PROXY_HTML = (
-    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr><center>nginx</center>"
-    "</body></html>"
+    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center><hr><center>nginx</center></body></html>"
 )
 MISSING_KEY = "Full authentication is required to access this resource."
 
@@ -130,9 +129,7 @@ class Dispatcher:
             await sb.webhooks.flush()
             await self._drop(send, str(kind), inprocess)
         record.status = answer.status
-        await send(
-            {"type": "http.response.start", "status": answer.status, "headers": self._raw_headers(answer)}
-        )
+        await send({"type": "http.response.start", "status": answer.status, "headers": self._raw_headers(answer)})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
         await sb.webhooks.flush()
 
@@ -200,17 +197,13 @@ class Dispatcher:
                 api_path = path
             allowed, limit_headers = sb.take_token()
             if not allowed:
-                raise Problem(
-                    429, "Too Many Requests", headers={"Retry-After": limit_headers.pop("Retry-After", "1")}
-                )
+                raise Problem(429, "Too Many Requests", headers={"Retry-After": limit_headers.pop("Retry-After", "1")})
             if not api_path.startswith("/api/"):
                 raise errors.not_found()
             reply = await self._route(
                 API, scope, method, api_path.removeprefix("/api"), api_path, query, headers, receive
             )
-            return _json_answer(
-                reply.status, reply.body, {**limit_headers, **reply.headers}, "application/json"
-            )
+            return _json_answer(reply.status, reply.body, {**limit_headers, **reply.headers}, "application/json")
         except Problem as p:
             if family == "ctrl" and p.status in (404, 405):
                 return _json_answer(

@@ -74,11 +74,7 @@ class Sandbox:
         self._bucket: TokenBucket | None = None
         self.set_rate_limit(self.DEFAULT_RATE_LIMIT if rate_limit is _DEFAULT else rate_limit)
         options = Options(tuple(no_mx_domains), payments_configured, membership_delay, reject_unknown_fields)
-        store = (
-            Store.load(state_file)
-            if state_file is not None and os.path.exists(state_file)
-            else self._seeded()
-        )
+        store = Store.load(state_file) if state_file is not None and os.path.exists(state_file) else self._seeded()
         self.env = Env(store, clock, options, self._emit)
         self.app: Starlette = build_app(self)
         if state_file is not None and not os.path.exists(state_file):

@@ -94,9 +94,7 @@ def violation(path: str, message: str, code: str = NOT_VALID) -> Problem:
 
 def type_error(name: str, expected: str, given: object) -> Problem:
     """400 for a wrongly typed attribute, worded as API Platform words it."""
-    return bad_request(
-        f'The type of the "{name}" attribute must be "{expected}", "{json_type(given)}" given.'
-    )
+    return bad_request(f'The type of the "{name}" attribute must be "{expected}", "{json_type(given)}" given.')
 
 
 def json_type(value: object) -> str:

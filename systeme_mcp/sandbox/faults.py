@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,9 +54,9 @@ class FaultPlan:
     """What to inject, how often, where. `rate` is the probability per matching request."""
 
     rate: float = 1.0
-    kinds: tuple[str, ...] = ("500",)
+    kinds: Sequence[str] = ("500",)
     seed: int = 0
-    routes: tuple[str, ...] | None = None
+    routes: Sequence[str] | None = None
     slow_seconds: float = 0.05
     timeout_seconds: float = 30.0
     retry_after: int = 1

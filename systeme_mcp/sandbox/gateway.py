@@ -36,9 +36,7 @@ def bearer(headers: dict[str, str], keys: frozenset[str] | None) -> None:
     auth = headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise GatewayError(
-            401, "UNAUTHORIZED", "Missing Maton API key: send Authorization: Bearer <MATON_API_KEY>."
-        )
+        raise GatewayError(401, "UNAUTHORIZED", "Missing Maton API key: send Authorization: Bearer <MATON_API_KEY>.")
     if keys is not None and token.strip() not in keys:
         raise GatewayError(401, "UNAUTHORIZED", "Invalid Maton API key.")
 
@@ -52,9 +50,7 @@ def select_connection(store: Store, wanted: str | None, app: str = "systeme") ->
                 400, "CONNECTION_NOT_FOUND", f"No {app} connection with id {wanted.strip()!r} was found."
             )
         if conn.status != "ACTIVE":
-            raise GatewayError(
-                400, "CONNECTION_NOT_ACTIVE", f"Connection {conn.id} is {conn.status}, not ACTIVE."
-            )
+            raise GatewayError(400, "CONNECTION_NOT_ACTIVE", f"Connection {conn.id} is {conn.status}, not ACTIVE.")
         return conn
     active = [c for c in store.connections.values() if c.app == app and c.status == "ACTIVE"]
     if not active:
@@ -104,9 +100,7 @@ def create_connection(call: Call) -> Reply:
     try:
         body = call.body()
     except errors.Problem:
-        raise GatewayError(
-            400, "BAD_REQUEST", 'The body must be a JSON object such as {"app": "systeme"}.'
-        ) from None
+        raise GatewayError(400, "BAD_REQUEST", 'The body must be a JSON object such as {"app": "systeme"}.') from None
     app = body.data.get("app")
     if not isinstance(app, str) or not APP_RE.match(app):
         raise GatewayError(400, "BAD_REQUEST", "Field 'app' must name an app, e.g. \"systeme\".")

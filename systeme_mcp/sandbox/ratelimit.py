@@ -51,9 +51,7 @@ class TokenBucket:
 
     def _refill(self) -> None:
         now = self.clock()
-        self.tokens = min(
-            float(self.limit.capacity), self.tokens + (now - self.updated) * self.limit.refill_per_second
-        )
+        self.tokens = min(float(self.limit.capacity), self.tokens + (now - self.updated) * self.limit.refill_per_second)
         self.updated = now
 
     def _seconds_to_next(self) -> int:

@@ -120,9 +120,7 @@ class Router:
             return f"(?P<{name}>{PLACEHOLDERS[kind]})"
 
         pattern = re.compile("^" + re.sub(r"\{(\w+)(?::(\w+))?\}", repl, template) + "$")
-        body_type = (
-            MERGE_PATCH if method == "PATCH" else ("application/json" if method in ("POST", "PUT") else None)
-        )
+        body_type = MERGE_PATCH if method == "PATCH" else ("application/json" if method in ("POST", "PUT") else None)
         self.routes.append(Route(method, template, handler, pattern, body_type))
 
     def route(self, method: str, template: str) -> Callable[[Handler], Handler]:

@@ -81,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8787)
     p.add_argument("--seed", type=int, default=0, help="demo account seed (default 0)")
-    p.add_argument(
-        "--rate-limit", default=None, help="'off', 'N/s', 'N/m' or 'CAPACITY:RATE/s' (default 100:2/s)"
-    )
+    p.add_argument("--rate-limit", default=None, help="'off', 'N/s', 'N/m' or 'CAPACITY:RATE/s' (default 100:2/s)")
     p.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per API request")
     p.add_argument("--fault-kinds", default="500,502,503", help=f"comma-separated, from: {','.join(KINDS)}")
     p.add_argument("--fault-seed", type=int, default=1)
@@ -94,12 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deliver-webhooks", action="store_true", help="really POST signed webhook events")
     p.add_argument("--no-payments", action="store_true", help="subscription routes answer 404")
     p.add_argument("--twilio", action="store_true", help="the Twilio integration is connected")
-    p.add_argument(
-        "--api-key", action="append", default=None, help="accepted X-API-Key (repeatable; default: any)"
-    )
-    p.add_argument(
-        "--maton-key", action="append", default=None, help="accepted Maton key (repeatable; default: any)"
-    )
+    p.add_argument("--api-key", action="append", default=None, help="accepted X-API-Key (repeatable; default: any)")
+    p.add_argument("--maton-key", action="append", default=None, help="accepted Maton key (repeatable; default: any)")
     p.add_argument("--log-level", default="warning")
     p.add_argument("--access-log", action="store_true")
     return p
@@ -143,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"systeme-mcp sandbox: {exc}", file=sys.stderr)
         return 2
     base = f"http://{args.host}:{sock.getsockname()[1]}"
-    limit = (
-        "off"
-        if sb.rate_limit is None
-        else f"{sb.rate_limit.capacity} burst, {sb.rate_limit.refill_per_second:g}/s"
-    )
+    limit = "off" if sb.rate_limit is None else f"{sb.rate_limit.capacity} burst, {sb.rate_limit.refill_per_second:g}/s"
     print(
         f"systeme-mcp sandbox on {base}  (direct {base}/api/..., gateway {base}/systeme/api/..., "
         f"ctrl {base}/connections, admin {base}/__sandbox; rate limit {limit}; seed {args.seed})",

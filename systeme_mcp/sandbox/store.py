@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import not_found
+
 T = TypeVar("T")
 
 BUILTIN_FIELDS: tuple[tuple[str, str], ...] = (
@@ -243,8 +245,6 @@ class Store:
 
     def get(self, table: dict[Any, T], key: Any) -> T:
         """The entity or a 404 problem."""
-        from .errors import not_found
-
         entity = table.get(key)
         if entity is None:
             raise not_found()
@@ -259,8 +259,7 @@ class Store:
         return {
             **self.contact_ref(c),
             "fields": [
-                {"fieldName": f.field_name, "slug": f.slug, "value": c.fields.get(f.slug)}
-                for f in self.fields.values()
+                {"fieldName": f.field_name, "slug": f.slug, "value": c.fields.get(f.slug)} for f in self.fields.values()
             ],
             "tags": [{"id": t, "name": self.tags[t].name} for t in c.tag_ids if t in self.tags],
         }
@@ -280,9 +279,7 @@ class Store:
 
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            name: [dataclasses.asdict(e) for e in getattr(self, name).values()] for name in TABLES
-        }
+        out: dict[str, Any] = {name: [dataclasses.asdict(e) for e in getattr(self, name).values()] for name in TABLES}
         out["twilio"] = self.twilio
         out["counters"] = self.counters
         return out

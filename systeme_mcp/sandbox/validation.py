@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from . import errors
@@ -60,9 +60,7 @@ class Body:
         if value is not None and required and not value.strip():
             self.add(name, errors.BLANK, errors.NOT_BLANK)
         if value is not None and max_len is not None and len(value) > max_len:
-            self.add(
-                name, f"This value is too long. It should have {max_len} characters or less.", errors.TOO_LONG
-            )
+            self.add(name, f"This value is too long. It should have {max_len} characters or less.", errors.TOO_LONG)
         return value
 
     def integer(self, name: str, *, required: bool = False) -> int | None:
@@ -116,8 +114,6 @@ def parse_datetime(text: str) -> datetime | None:
     except ValueError:
         return None
     if value.tzinfo is None:
-        from datetime import UTC
-
         value = value.replace(tzinfo=UTC)
     return value
 

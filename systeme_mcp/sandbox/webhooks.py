@@ -71,9 +71,7 @@ class WebhookSender:
             if not hook.active:
                 continue
             if any(s["event"] == event and s.get("disabledAt") is None for s in hook.subscriptions):
-                delivery = Delivery(
-                    hook.id, hook.url, event, str(uuid.uuid4()), body, sign(body, hook.secret)
-                )
+                delivery = Delivery(hook.id, hook.url, event, str(uuid.uuid4()), body, sign(body, hook.secret))
                 self.deliveries.append(delivery)
                 self._pending.append(delivery)
 

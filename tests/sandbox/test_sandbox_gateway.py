@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import httpx2
 import pytest
-from conftest import MATON, problem, violations
 
 from systeme_mcp.sandbox import Sandbox
 from systeme_mcp.sandbox.seed import SEED_CONNECTION_ID
 
+from .sandbox_testkit import MATON, problem, violations
+
 pytestmark = pytest.mark.anyio
-CONN_KEYS = {"connection_id", "status", "creation_time", "last_updated_time", "url", "app", "method", "metadata"}
+CONN_KEYS = {
+    "connection_id",
+    "status",
+    "creation_time",
+    "last_updated_time",
+    "url",
+    "app",
+    "method",
+    "metadata",
+}
 
 
 def gateway_error(answer: httpx2.Response, status: int) -> str:
@@ -28,7 +38,9 @@ async def test_gateway_serves_the_api(client: httpx2.AsyncClient, sb: Sandbox) -
     created = await client.post("/systeme/api/tags", json={"name": "via gateway"}, headers=MATON)
     assert created.status_code == 201 and created.json()["id"] in sb.store.tags
     # Systeme's own errors pass through unchanged
-    assert violations(await client.post("/systeme/api/tags", json={"name": "via gateway"}, headers=MATON)) == {"name": "This value is already used."}
+    assert violations(await client.post("/systeme/api/tags", json={"name": "via gateway"}, headers=MATON)) == {
+        "name": "This value is already used."
+    }
     problem(await client.get("/systeme/api/contacts/999999", headers=MATON), 404)
     problem(await client.get("/systeme/nothing", headers=MATON), 404)
     pinned = await client.get("/systeme/api/tags", headers={**MATON, "Maton-Connection": SEED_CONNECTION_ID})
@@ -39,7 +51,9 @@ async def test_gateway_auth_and_connection_errors(client: httpx2.AsyncClient, sb
     client.headers.pop("X-API-Key")
     assert "Missing" in gateway_error(await client.get("/systeme/api/contacts"), 401)
     gateway_error(await client.get("/systeme/api/contacts", headers={"Authorization": "Basic abc"}), 401)
-    unknown = await client.get("/systeme/api/contacts", headers={**MATON, "Maton-Connection": "00000000-0000-4000-8000-000000000000"})
+    unknown = await client.get(
+        "/systeme/api/contacts", headers={**MATON, "Maton-Connection": "00000000-0000-4000-8000-000000000000"}
+    )
     assert "connection" in gateway_error(unknown, 400)
     sb.store.connections[SEED_CONNECTION_ID].status = "PENDING"
     assert "connection" in gateway_error(await client.get("/systeme/api/contacts", headers=MATON), 400)
@@ -50,7 +64,9 @@ async def test_gateway_auth_and_connection_errors(client: httpx2.AsyncClient, sb
 async def test_gateway_rejects_unknown_maton_keys() -> None:
     sb = Sandbox(rate_limit=None, maton_keys={"right"})
     async with httpx2.AsyncClient(transport=sb.transport(), base_url=sb.base_url) as c:
-        assert "Invalid" in gateway_error(await c.get("/systeme/api/tags", headers={"Authorization": "Bearer wrong"}), 401)
+        assert "Invalid" in gateway_error(
+            await c.get("/systeme/api/tags", headers={"Authorization": "Bearer wrong"}), 401
+        )
         gateway_error(await c.get("/connections", headers={"Authorization": "Bearer wrong"}), 401)
         assert (await c.get("/systeme/api/tags", headers={"Authorization": "Bearer right"})).status_code == 200
 
@@ -63,7 +79,14 @@ async def test_ctrl_list_and_filters(client: httpx2.AsyncClient) -> None:
     assert conn["creation_time"].endswith("Z")
     assert (await client.get("/connections", params={"app": "slack"}, headers=MATON)).json() == {"connections": []}
     assert (await client.get("/connections", params={"status": "PENDING"}, headers=MATON)).json() == {"connections": []}
-    assert len((await client.get("/connections", params={"app": "systeme", "status": "ACTIVE"}, headers=MATON)).json()["connections"]) == 1
+    assert (
+        len(
+            (await client.get("/connections", params={"app": "systeme", "status": "ACTIVE"}, headers=MATON)).json()[
+                "connections"
+            ]
+        )
+        == 1
+    )
 
 
 async def test_oauth_walk(client: httpx2.AsyncClient, sb: Sandbox) -> None:
@@ -91,7 +114,10 @@ async def test_oauth_walk(client: httpx2.AsyncClient, sb: Sandbox) -> None:
 
 async def test_ctrl_errors(client: httpx2.AsyncClient) -> None:
     gateway_error(await client.post("/connections", json={"app": ""}, headers=MATON), 400)
-    gateway_error(await client.post("/connections", content=b"{", headers={**MATON, "Content-Type": "application/json"}), 400)
+    gateway_error(
+        await client.post("/connections", content=b"{", headers={**MATON, "Content-Type": "application/json"}),
+        400,
+    )
     gateway_error(await client.put("/connections", json={}, headers=MATON), 405)
     gateway_error(await client.get("/connections"), 401)
 

@@ -6,12 +6,12 @@ import json
 
 import httpx2
 import pytest
-from conftest import KEY, problem, violations, walk
 
 from systeme_mcp.sandbox import Sandbox
 
+from .sandbox_testkit import KEY, MERGE, problem, violations, walk
+
 pytestmark = pytest.mark.anyio
-MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
 async def test_funnels(client: httpx2.AsyncClient, sb: Sandbox) -> None:
@@ -32,12 +32,26 @@ async def test_funnels(client: httpx2.AsyncClient, sb: Sandbox) -> None:
 
 
 async def test_campaigns(client: httpx2.AsyncClient, sb: Sandbox) -> None:
-    created = await client.post("/api/mailing/campaigns", json={"name": "Onboarding", "senderEmail": "me@acme.test", "description": "d"})
+    created = await client.post(
+        "/api/mailing/campaigns",
+        json={"name": "Onboarding", "senderEmail": "me@acme.test", "description": "d"},
+    )
     assert created.status_code == 201
     cid = created.json()["id"]
-    patched = await client.patch(f"/api/mailing/campaigns/{cid}", content=json.dumps({"description": None, "name": "Onboarding 2"}), headers=MERGE)
-    assert patched.json() == {"id": cid, "name": "Onboarding 2", "senderEmail": "me@acme.test", "description": None}
-    assert violations(await client.post("/api/mailing/campaigns", json={"name": "x" * 256})) == {"name": "This value is too long. It should have 255 characters or less."}
+    patched = await client.patch(
+        f"/api/mailing/campaigns/{cid}",
+        content=json.dumps({"description": None, "name": "Onboarding 2"}),
+        headers=MERGE,
+    )
+    assert patched.json() == {
+        "id": cid,
+        "name": "Onboarding 2",
+        "senderEmail": "me@acme.test",
+        "description": None,
+    }
+    assert violations(await client.post("/api/mailing/campaigns", json={"name": "x" * 256})) == {
+        "name": "This value is too long. It should have 255 characters or less."
+    }
     assert violations(await client.post("/api/mailing/campaigns", json={"name": "ok", "description": "d" * 2001}))
     seeded = (await client.get("/api/mailing/campaigns", params={"query": "welcome"})).json()["items"][0]
     steps = await walk(client, f"/api/mailing/campaigns/{seeded['id']}/steps", order="asc")
@@ -49,32 +63,67 @@ async def test_campaigns(client: httpx2.AsyncClient, sb: Sandbox) -> None:
 
 
 async def test_newsletters(client: httpx2.AsyncClient, sb: Sandbox) -> None:
-    body = {"content": {"subject": "Hello", "previewText": "p", "editorType": "visual", "bodyHtml": "<p>Hi {first_name}</p>", "senderEmail": "a@acme.test", "senderName": "A"}}
+    body = {
+        "content": {
+            "subject": "Hello",
+            "previewText": "p",
+            "editorType": "visual",
+            "bodyHtml": "<p>Hi {first_name}</p>",
+            "senderEmail": "a@acme.test",
+            "senderName": "A",
+        }
+    }
     created = await client.post("/api/mailing/newsletters", json=body)
     assert created.status_code == 201, created.text
     n = created.json()
     assert n["type"] == "regular" and n["state"] == {"isSent": False} and n["content"]["subject"] == "Hello"
     nid = n["id"]
-    patched = await client.patch(f"/api/mailing/newsletters/{nid}", content=json.dumps({"content": {"previewText": None, "subject": "Hi"}}), headers=MERGE)
-    assert patched.json()["content"]["previewText"] is None and patched.json()["content"]["bodyHtml"] == "<p>Hi {first_name}</p>"
-    assert (await client.put(f"/api/mailing/newsletters/{nid}/included-tags", json={"tagIds": [1, 2]})).status_code == 204
+    patched = await client.patch(
+        f"/api/mailing/newsletters/{nid}",
+        content=json.dumps({"content": {"previewText": None, "subject": "Hi"}}),
+        headers=MERGE,
+    )
+    assert (
+        patched.json()["content"]["previewText"] is None
+        and patched.json()["content"]["bodyHtml"] == "<p>Hi {first_name}</p>"
+    )
+    assert (
+        await client.put(f"/api/mailing/newsletters/{nid}/included-tags", json={"tagIds": [1, 2]})
+    ).status_code == 204
     assert (await client.put(f"/api/mailing/newsletters/{nid}/excluded-tags", json={"tagIds": [3]})).status_code == 204
     assert sb.store.newsletters[nid].included_tag_ids == [1, 2] and sb.store.newsletters[nid].excluded_tag_ids == [3]
-    assert violations(await client.put(f"/api/mailing/newsletters/{nid}/included-tags", json={"tagIds": [999]})) == {"tagIds[0]": "Tag with ID 999 not found."}
-    assert (await client.put(f"/api/mailing/newsletters/{nid}/schedule", json={"scheduledAt": "2999-01-01T09:00:00+00:00"})).status_code == 204
+    assert violations(await client.put(f"/api/mailing/newsletters/{nid}/included-tags", json={"tagIds": [999]})) == {
+        "tagIds[0]": "Tag with ID 999 not found."
+    }
+    assert (
+        await client.put(f"/api/mailing/newsletters/{nid}/schedule", json={"scheduledAt": "2999-01-01T09:00:00+00:00"})
+    ).status_code == 204
     assert sb.store.newsletters[nid].scheduled_at == "2999-01-01T09:00:00+00:00"
-    assert violations(await client.put(f"/api/mailing/newsletters/{nid}/schedule", json={"scheduledAt": "2001-01-01T00:00:00Z"}))
-    assert violations(await client.post("/api/mailing/newsletters", json={"content": {"subject": ""}})) == {"content.subject": "This value should not be blank."}
-    assert violations(await client.post("/api/mailing/newsletters", json={"content": {"subject": "s", "editorType": "word"}})) == {"content.editorType": "The value you selected is not a valid choice."}
+    assert violations(
+        await client.put(f"/api/mailing/newsletters/{nid}/schedule", json={"scheduledAt": "2001-01-01T00:00:00Z"})
+    )
+    assert violations(await client.post("/api/mailing/newsletters", json={"content": {"subject": ""}})) == {
+        "content.subject": "This value should not be blank."
+    }
+    assert violations(
+        await client.post("/api/mailing/newsletters", json={"content": {"subject": "s", "editorType": "word"}})
+    ) == {"content.editorType": "The value you selected is not a valid choice."}
     problem(await client.delete(f"/api/mailing/newsletters/{nid}"), 405)  # the API cannot delete newsletters
     sent = next(x.id for x in sb.store.newsletters.values() if x.is_sent)
-    problem(await client.put(f"/api/mailing/newsletters/{sent}/schedule", json={"scheduledAt": "2999-01-01T00:00:00Z"}), 422)
+    problem(
+        await client.put(f"/api/mailing/newsletters/{sent}/schedule", json={"scheduledAt": "2999-01-01T00:00:00Z"}),
+        422,
+    )
     ids = [x["id"] for x in await walk(client, "/api/mailing/newsletters", order="asc")]
     assert ids == sorted(sb.store.newsletters)
 
 
 async def test_sms_not_configured(client: httpx2.AsyncClient) -> None:
-    for path, status in (("/api/sms/message-services", 424), ("/api/sms/phone-numbers", 424), ("/api/sms/twilio-account", 404)):
+    for path, status in (
+        ("/api/sms/message-services", 424),
+        ("/api/sms/phone-numbers", 424),
+        ("/api/sms/twilio-account", 404),
+    ):
         assert problem(await client.get(path), status)["detail"] == "The Twilio integration is not configured"
 
 

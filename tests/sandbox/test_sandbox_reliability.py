@@ -6,10 +6,11 @@ import time
 
 import httpx2
 import pytest
-from conftest import KEY, MATON, problem
 
 from systeme_mcp.sandbox import FaultPlan, RateLimit, Sandbox
 from systeme_mcp.sandbox.serve import running
+
+from .sandbox_testkit import KEY, MATON, problem
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +68,12 @@ async def test_rate_limit_default_and_off(client: httpx2.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("off", None), ("5/s", RateLimit(5, 5.0)), ("120/m", RateLimit(120, 2.0)), ("100:2/s", RateLimit(100, 2.0))],
+    [
+        ("off", None),
+        ("5/s", RateLimit(5, 5.0)),
+        ("120/m", RateLimit(120, 2.0)),
+        ("100:2/s", RateLimit(100, 2.0)),
+    ],
 )
 def test_rate_limit_parse(text: str, expected: RateLimit | None) -> None:
     assert RateLimit.parse(text) == expected
@@ -87,9 +93,16 @@ def _tags(sb: Sandbox) -> set[str]:
 
 @pytest.mark.parametrize(
     ("kind", "status", "media"),
-    [("500", 500, "application/problem+json"), ("502", 502, "text/html"), ("503", 503, "text/html"), ("429", 429, "application/problem+json")],
+    [
+        ("500", 500, "application/problem+json"),
+        ("502", 502, "text/html"),
+        ("503", 503, "text/html"),
+        ("429", 429, "application/problem+json"),
+    ],
 )
-async def test_error_faults_apply_nothing(local: httpx2.AsyncClient, sb: Sandbox, kind: str, status: int, media: str) -> None:
+async def test_error_faults_apply_nothing(
+    local: httpx2.AsyncClient, sb: Sandbox, kind: str, status: int, media: str
+) -> None:
     sb.faults.set(FaultPlan(rate=1.0, kinds=(kind,), retry_after=3))
     answer = await local.post("/api/tags", json={"name": "faulted"})
     assert answer.status_code == status and answer.headers["content-type"].startswith(media)
@@ -109,7 +122,9 @@ async def test_error_faults_apply_nothing(local: httpx2.AsyncClient, sb: Sandbox
         ("timeout_after", httpx2.ReadTimeout, True),
     ],
 )
-async def test_network_faults_in_process(local: httpx2.AsyncClient, sb: Sandbox, kind: str, error: type[Exception], applied: bool) -> None:
+async def test_network_faults_in_process(
+    local: httpx2.AsyncClient, sb: Sandbox, kind: str, error: type[Exception], applied: bool
+) -> None:
     sb.faults.set(FaultPlan(kinds=(kind,), timeout_seconds=60))
     started = time.monotonic()
     with pytest.raises(error):
@@ -167,7 +182,13 @@ async def test_requests_log_and_reset(local: httpx2.AsyncClient, sb: Sandbox) ->
     sb.faults.set(FaultPlan(kinds=("500",)))
     await local.get("/api/tags", params={"limit": 10})
     record = sb.requests[-1]
-    assert (record.method, record.path, record.query, record.family, record.fault) == ("GET", "/api/tags", "limit=10", "direct", "500")
+    assert (record.method, record.path, record.query, record.family, record.fault) == (
+        "GET",
+        "/api/tags",
+        "limit=10",
+        "direct",
+        "500",
+    )
     assert (await local.post("/__sandbox/reset")).status_code == 200  # admin requests are not logged
     assert len(sb.requests) == 0 and sb.faults.plan is None
     await local.get("/api/tags")

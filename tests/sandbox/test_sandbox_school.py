@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx2
 import pytest
-from conftest import KEY, problem, violations, walk
 
 from systeme_mcp.sandbox import Sandbox
+
+from .sandbox_testkit import KEY, problem, violations, walk
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +26,13 @@ async def test_courses(client: httpx2.AsyncClient, sb: Sandbox) -> None:
 
 async def test_course_modules(client: httpx2.AsyncClient, sb: Sandbox) -> None:
     modules = await walk(client, "/api/school/course-modules", courseId=3, order="asc")
-    assert [m["name"] for m in modules] == ["Funnel basics", "Opt-in pages", "Upsells", "Analytics", "Scaling"]
+    assert [m["name"] for m in modules] == [
+        "Funnel basics",
+        "Opt-in pages",
+        "Upsells",
+        "Analytics",
+        "Scaling",
+    ]
     assert set(modules[0]) == {"id", "name", "position"}
     assert violations(await client.get("/api/school/course-modules")) == {"courseId": "This value should not be blank."}
     assert (await client.get("/api/school/course-modules", params={"courseId": 99})).json()["items"] == []
@@ -41,7 +48,9 @@ async def test_enroll_list_and_delete(client: httpx2.AsyncClient, sb: Sandbox) -
     assert set(enrollment["course"]) == {"id", "name", "active", "locale", "path"}
     listed = (await client.get("/api/school/enrollments", params={"contact": 11, "course": 2})).json()["items"]
     assert [e["id"] for e in listed] == [enrollment["id"]]
-    again = await client.post("/api/school/courses/2/enrollments", json={"contactId": 11, "accessType": "dripping_content"})
+    again = await client.post(
+        "/api/school/courses/2/enrollments", json={"contactId": 11, "accessType": "dripping_content"}
+    )
     assert again.status_code == 201 and again.json()["id"] == enrollment["id"]  # one enrollment per contact and course
     assert sb.store.enrollments[enrollment["id"]].access_type == "dripping_content"
     assert (await client.delete(f"/api/school/enrollments/{enrollment['id']}")).status_code == 204
@@ -52,8 +61,12 @@ async def test_enroll_list_and_delete(client: httpx2.AsyncClient, sb: Sandbox) -
 @pytest.mark.parametrize("access", ["partial_access", "partial_dripping_access"])
 async def test_partial_access_needs_modules_of_the_course(client: httpx2.AsyncClient, access: str) -> None:
     url = "/api/school/courses/1/enrollments"
-    assert violations(await client.post(url, json={"contactId": 11, "accessType": access})) == {"modules": "This value should not be blank."}
-    assert violations(await client.post(url, json={"contactId": 11, "accessType": access, "modules": []})) == {"modules": "This value should not be blank."}
+    assert violations(await client.post(url, json={"contactId": 11, "accessType": access})) == {
+        "modules": "This value should not be blank."
+    }
+    assert violations(await client.post(url, json={"contactId": 11, "accessType": access, "modules": []})) == {
+        "modules": "This value should not be blank."
+    }
     wrong = await client.post(url, json={"contactId": 11, "accessType": access, "modules": [5]})
     assert violations(wrong) == {"modules[0]": "Module with ID 5 not found in this course."}
     ok = await client.post(url, json={"contactId": 11, "accessType": access, "modules": [1, 2]})
@@ -62,12 +75,23 @@ async def test_partial_access_needs_modules_of_the_course(client: httpx2.AsyncCl
 
 async def test_enrollment_errors(client: httpx2.AsyncClient) -> None:
     url = "/api/school/courses/1/enrollments"
-    assert violations(await client.post(url, json={"contactId": 11})) == {"accessType": "This value should not be blank."}
-    assert violations(await client.post(url, json={"contactId": 11, "accessType": "forever"})) == {"accessType": "The value you selected is not a valid choice."}
-    assert violations(await client.post(url, json={"contactId": 999999, "accessType": "full_access"})) == {"contactId": "Contact with ID 999999 not found."}
+    assert violations(await client.post(url, json={"contactId": 11})) == {
+        "accessType": "This value should not be blank."
+    }
+    assert violations(await client.post(url, json={"contactId": 11, "accessType": "forever"})) == {
+        "accessType": "The value you selected is not a valid choice."
+    }
+    assert violations(await client.post(url, json={"contactId": 999999, "accessType": "full_access"})) == {
+        "contactId": "Contact with ID 999999 not found."
+    }
     problem(await client.post(url, json={"contactId": "11", "accessType": "full_access"}), 400)
-    problem(await client.post("/api/school/courses/99/enrollments", json={"contactId": 11, "accessType": "full_access"}), 404)
-    assert violations(await client.get("/api/school/enrollments", params={"course": "abc"})) == {"course": "This value is not valid."}
+    problem(
+        await client.post("/api/school/courses/99/enrollments", json={"contactId": 11, "accessType": "full_access"}),
+        404,
+    )
+    assert violations(await client.get("/api/school/enrollments", params={"course": "abc"})) == {
+        "course": "This value is not valid."
+    }
 
 
 async def test_enrollment_pages(client: httpx2.AsyncClient, sb: Sandbox) -> None:
@@ -88,14 +112,19 @@ async def test_membership_is_accepted_then_visible(client: httpx2.AsyncClient, s
     sb.env.options.membership_delay = 3600.0  # accepted, but not listed yet
     answer = await client.post("/api/community/communities/1/memberships", json={"contactId": 299})
     assert answer.status_code == 202 and answer.json() == {}
-    assert (await client.get("/api/community/memberships", params={"contact": 299, "community": 1})).json()["items"] == []
+    assert (await client.get("/api/community/memberships", params={"contact": 299, "community": 1})).json()[
+        "items"
+    ] == []
     for m in sb.store.memberships.values():
         m.visible_at = 0.0
     listed = (await client.get("/api/community/memberships", params={"contact": 299, "community": 1})).json()["items"]
     assert len(listed) == 1 and listed[0]["contact"] == {"id": 299} and listed[0]["community"]["id"] == 1
     again = await client.post("/api/community/communities/1/memberships", json={"contactId": 299})
     assert again.status_code == 202
-    assert len((await client.get("/api/community/memberships", params={"contact": 299, "community": 1})).json()["items"]) == 1
+    assert (
+        len((await client.get("/api/community/memberships", params={"contact": 299, "community": 1})).json()["items"])
+        == 1
+    )
     assert (await client.delete(f"/api/community/memberships/{listed[0]['id']}")).status_code == 204
     problem(await client.delete(f"/api/community/memberships/{listed[0]['id']}"), 404)
 
@@ -114,8 +143,12 @@ async def test_membership_delay_uses_the_clock() -> None:
 
 async def test_membership_errors(client: httpx2.AsyncClient) -> None:
     problem(await client.post("/api/community/communities/9/memberships", json={"contactId": 1}), 404)
-    assert violations(await client.post("/api/community/communities/1/memberships", json={"contactId": 999999})) == {"contactId": "Contact with ID 999999 not found."}
-    assert violations(await client.post("/api/community/communities/1/memberships", json={})) == {"contactId": "This value should not be blank."}
+    assert violations(await client.post("/api/community/communities/1/memberships", json={"contactId": 999999})) == {
+        "contactId": "Contact with ID 999999 not found."
+    }
+    assert violations(await client.post("/api/community/communities/1/memberships", json={})) == {
+        "contactId": "This value should not be blank."
+    }
     problem(await client.delete("/api/community/memberships/999999"), 404)
 
 
@@ -138,16 +171,26 @@ async def test_list_subscriptions(client: httpx2.AsyncClient, sb: Sandbox) -> No
     assert set(one) == {"id", "createdAt", "status", "completedAt", "cancelledAt", "pricePlan"}
     assert one["pricePlan"]["currency"] == "eur" and "recurringOptions" in one["pricePlan"]
     for bad in ({}, {"contact": 0}, {"contact": "x"}, {"contact": -3}):
-        assert violations(await client.get("/api/payment/subscriptions", params=bad)) == {"contact": "This value should be positive."}
-    assert (await client.get("/api/payment/subscriptions", params={"contact": 999999})).json() == {"items": [], "hasMore": False}
+        assert violations(await client.get("/api/payment/subscriptions", params=bad)) == {
+            "contact": "This value should be positive."
+        }
+    assert (await client.get("/api/payment/subscriptions", params={"contact": 999999})).json() == {
+        "items": [],
+        "hasMore": False,
+    }
 
 
 async def test_statuses_are_varied(sb: Sandbox) -> None:
-    assert {s.status for s in sb.store.subscriptions.values()} >= {"active", "cancelled", "completed", "in_charge"}
+    assert {s.status for s in sb.store.subscriptions.values()} >= {
+        "active",
+        "cancelled",
+        "completed",
+        "in_charge",
+    }
 
 
 async def test_cancel_now(client: httpx2.AsyncClient, sb: Sandbox) -> None:
-    contact, sub_id = _sub(sb, "active")
+    _, sub_id = _sub(sb, "active")
     answer = await client.post(f"/api/payment/subscriptions/{sub_id}/cancel", json={"cancel": "Now"})
     assert answer.status_code == 204 and answer.content == b""
     assert sb.store.subscriptions[sub_id].status == "cancelled"
@@ -157,8 +200,14 @@ async def test_cancel_now(client: httpx2.AsyncClient, sb: Sandbox) -> None:
 
 async def test_cancel_at_period_end(client: httpx2.AsyncClient, sb: Sandbox) -> None:
     contact, sub_id = _sub(sb, "active")
-    assert (await client.post(f"/api/payment/subscriptions/{sub_id}/cancel", json={"cancel": "WhenBillingPeriodEnds"})).status_code == 204
-    shown = next(s for s in (await client.get("/api/payment/subscriptions", params={"contact": contact})).json()["items"] if s["id"] == sub_id)
+    assert (
+        await client.post(f"/api/payment/subscriptions/{sub_id}/cancel", json={"cancel": "WhenBillingPeriodEnds"})
+    ).status_code == 204
+    shown = next(
+        s
+        for s in (await client.get("/api/payment/subscriptions", params={"contact": contact})).json()["items"]
+        if s["id"] == sub_id
+    )
     assert shown["status"] == "active" and shown["cancelledAt"] is not None
     again = await client.post(f"/api/payment/subscriptions/{sub_id}/cancel", json={"cancel": "Now"})
     assert problem(again, 422)["detail"] == "Subscription is already cancelled"
@@ -168,7 +217,9 @@ async def test_cancel_errors(client: httpx2.AsyncClient, sb: Sandbox) -> None:
     _, sub_id = _sub(sb, "active")
     url = f"/api/payment/subscriptions/{sub_id}/cancel"
     assert violations(await client.post(url, json={})) == {"cancel": "This value should not be blank."}
-    assert violations(await client.post(url, json={"cancel": "Later"})) == {"cancel": "The value you selected is not a valid choice."}
+    assert violations(await client.post(url, json={"cancel": "Later"})) == {
+        "cancel": "The value you selected is not a valid choice."
+    }
     problem(await client.post(url), 400)
     problem(await client.post("/api/payment/subscriptions/999999/cancel", json={"cancel": "Now"}), 404)
     _, done = _sub(sb, "completed")

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import KEY
 from hypothesis import given
 from hypothesis import strategies as st
 
 from systeme_mcp.sandbox import Sandbox
 from systeme_mcp.sandbox.serve import build_parser, main, make_sandbox
 from systeme_mcp.sandbox.validation import PageParams, paginate
+
+from .sandbox_testkit import KEY
 
 
 @pytest.mark.anyio
@@ -114,7 +115,13 @@ def test_cli_serves_over_http() -> None:
     port = _free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from systeme_mcp.sandbox.serve import main; sys.exit(main(sys.argv[1:]))", "--port", str(port)],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from systeme_mcp.sandbox.serve import main; sys.exit(main(sys.argv[1:]))",
+            "--port",
+            str(port),
+        ],
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

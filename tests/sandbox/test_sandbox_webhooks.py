@@ -9,17 +9,22 @@ import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 import pytest
-from conftest import KEY, problem, violations
 
 from systeme_mcp.sandbox import Sandbox
 
+from .sandbox_testkit import KEY, MERGE, problem, violations
+
 pytestmark = pytest.mark.anyio
-MERGE = {"Content-Type": "application/merge-patch+json"}
-HOOK = {"name": "Zap", "url": "https://hooks.example.com/zap", "secret": "s3cret", "subscriptions": ["CONTACT_CREATED"]}
+HOOK = {
+    "name": "Zap",
+    "url": "https://hooks.example.com/zap",
+    "secret": "s3cret",
+    "subscriptions": ["CONTACT_CREATED"],
+}
 
 
 async def test_webhook_crud(client: httpx2.AsyncClient, sb: Sandbox) -> None:
@@ -34,12 +39,20 @@ async def test_webhook_crud(client: httpx2.AsyncClient, sb: Sandbox) -> None:
     assert (await client.get(f"/api/webhooks/{hook['id']}")).json() == hook
     listed = (await client.get("/api/webhooks")).json()
     assert listed["hasMore"] is False and hook in listed["items"] and "s3cret" not in json.dumps(listed)
-    body = {"name": "Zap 2", "active": False, "url": "https://elsewhere.test/", "subscriptions": [{"event": "SALE_NEW", "schemaVersion": 2}, "CONTACT_CREATED"]}
+    body = {
+        "name": "Zap 2",
+        "active": False,
+        "url": "https://elsewhere.test/",
+        "subscriptions": [{"event": "SALE_NEW", "schemaVersion": 2}, "CONTACT_CREATED"],
+    }
     patched = await client.patch(f"/api/webhooks/{hook['id']}", content=json.dumps(body), headers=MERGE)
     assert patched.status_code == 200, patched.text
     p = patched.json()
     assert p["name"] == "Zap 2" and p["active"] is False and p["url"] == HOOK["url"]  # the url cannot change
-    assert [(s["event"], s["schemaVersion"]) for s in p["subscriptions"]] == [("SALE_NEW", 2), ("CONTACT_CREATED", 1)]
+    assert [(s["event"], s["schemaVersion"]) for s in p["subscriptions"]] == [
+        ("SALE_NEW", 2),
+        ("CONTACT_CREATED", 1),
+    ]
     assert p["subscriptions"][1]["id"] == sub["id"]  # unchanged subscriptions keep their id
     assert (await client.delete(f"/api/webhooks/{hook['id']}")).status_code == 204
     problem(await client.get(f"/api/webhooks/{hook['id']}"), 404)
@@ -53,12 +66,18 @@ async def test_webhook_violations(client: httpx2.AsyncClient) -> None:
     same_url = {**HOOK, "name": "Other"}
     assert violations(await client.post("/api/webhooks", json=same_url)) == {"url": "This value is already used."}
     bad_event = {**HOOK, "name": "B", "url": "https://b.test/", "subscriptions": ["CONTACT_EXPLODED"]}
-    assert violations(await client.post("/api/webhooks", json=bad_event)) == {"subscriptions": "This value is not valid."}
+    assert violations(await client.post("/api/webhooks", json=bad_event)) == {
+        "subscriptions": "This value is not valid."
+    }
     no_version = {**HOOK, "name": "C", "url": "https://c.test/", "subscriptions": [{"event": "SALE_NEW"}]}
-    assert violations(await client.post("/api/webhooks", json=no_version)) == {"subscriptions": "This value is not valid."}
+    assert violations(await client.post("/api/webhooks", json=no_version)) == {
+        "subscriptions": "This value is not valid."
+    }
     missing = await client.post("/api/webhooks", json={"name": "D"})
     assert set(violations(missing)) == {"url", "secret", "subscriptions"}
-    assert violations(await client.post("/api/webhooks", json={**HOOK, "name": "E", "url": "ftp://x"})) == {"url": "This value is not a valid URL."}
+    assert violations(await client.post("/api/webhooks", json={**HOOK, "name": "E", "url": "ftp://x"})) == {
+        "url": "This value is not a valid URL."
+    }
     problem(await client.patch("/api/webhooks/not-a-hook", content=b"{}", headers=MERGE), 404)
     problem(await client.patch("/api/webhooks/whatever", json={}), 415)
 
@@ -69,7 +88,10 @@ async def test_events_are_recorded_and_signed(client: httpx2.AsyncClient, sb: Sa
     assert (await client.post(f"/api/contacts/{created['id']}/tags", json={"tagId": 2})).status_code == 204
     assert (await client.delete(f"/api/contacts/{created['id']}/tags/2")).status_code == 204
     events = [(d.event, d.webhook_id) for d in sb.webhooks.deliveries]
-    assert events == [("CONTACT_CREATED", seeded.id), ("CONTACT_TAG_ADDED", seeded.id)]  # not subscribed to REMOVED
+    assert events == [
+        ("CONTACT_CREATED", seeded.id),
+        ("CONTACT_TAG_ADDED", seeded.id),
+    ]  # not subscribed to REMOVED
     first = sb.webhooks.deliveries[0]
     assert json.loads(first.body) == {"contact": created}
     assert first.signature == hmac.new(seeded.secret.encode(), first.body, hashlib.sha256).hexdigest()
@@ -87,7 +109,12 @@ async def test_delivery_in_process_capture() -> None:
 
     sb = Sandbox(rate_limit=None, deliver_webhooks=True, webhook_transport=httpx2.MockTransport(capture))
     async with httpx2.AsyncClient(transport=sb.transport(), base_url=sb.base_url, headers=KEY) as c:
-        hook = {"name": "All", "url": "https://receiver.test/in", "secret": "k3y", "subscriptions": ["CONTACT_CREATED", "CONTACT_TAG_REMOVED"]}
+        hook = {
+            "name": "All",
+            "url": "https://receiver.test/in",
+            "secret": "k3y",
+            "subscriptions": ["CONTACT_CREATED", "CONTACT_TAG_REMOVED"],
+        }
         assert (await c.post("/api/webhooks", json=hook)).status_code == 201
         assert (await c.post("/api/contacts", json={"email": "hook@acme.test"})).status_code == 201
     mine = [r for r in seen if r.url.host == "receiver.test"]
@@ -100,7 +127,7 @@ async def test_delivery_in_process_capture() -> None:
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -116,7 +143,7 @@ class _Receiver(BaseHTTPRequestHandler):
 def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Receiver.received
     server.shutdown()
@@ -131,7 +158,12 @@ async def test_delivery_over_loopback(receiver: tuple[str, list[tuple[dict[str, 
         subscriptions = [{"event": "CONTACT_TAG_ADDED", "schemaVersion": 1}]
         hook = {"name": "Local", "url": url, "secret": "loop", "subscriptions": subscriptions}
         assert (await c.post("/api/webhooks", json=hook)).status_code == 201
-        closed = {"name": "Closed", "url": "http://127.0.0.1:1/", "secret": "x", "subscriptions": subscriptions}
+        closed = {
+            "name": "Closed",
+            "url": "http://127.0.0.1:1/",
+            "secret": "x",
+            "subscriptions": subscriptions,
+        }
         assert (await c.post("/api/webhooks", json=closed)).status_code == 201
         assert (await c.post("/api/contacts/9/tags", json={"tagId": 10})).status_code == 204
     assert len(received) == 1
