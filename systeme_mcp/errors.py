@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +147,8 @@ def from_response(status: int, body: Any, request: str, *, maton: bool, retry_af
         if isinstance(body.get("error"), dict):
             detail = str(body["error"].get("message") or body["error"])
     elif isinstance(body, str):
-        detail = body[:300]
+        # proxies answer 5xx with HTML pages: keep only their text, never markup
+        detail = " ".join(re.sub(r"<[^>]*>", " ", body).split())[:200]
     args: dict[str, Any] = {
         "status": status,
         "detail": detail,

@@ -41,21 +41,24 @@ def target_words(op: Operation, args: dict[str, Any]) -> str:
 
 
 def _failure_text(ctx: CallContext, op: Operation, args: dict[str, Any], exc: errors.SystemeError) -> str:
-    if isinstance(exc, errors.NotFound):
-        exc.what = op.not_found or target_words(op, args) if op.path_params or op.not_found else ""
-        if op.not_found:
-            return f"{op.not_found} (404)"
-    text = exc.message()
-    if isinstance(exc, errors.TransportError) and not op.read_only:
-        if exc.sent:
-            text += (
-                f" The {op.method} may or may not have been applied: outcome unknown. Check with a read "
-                "(e.g. the matching get/list tool) before retrying."
+    """What failed, whether a write happened, and what to do next (secrets scrubbed)."""
+    if isinstance(exc, errors.NotFound) and op.not_found:
+        text = f"{op.not_found.format(**args)} (404)."
+    else:
+        if isinstance(exc, errors.NotFound):
+            exc.what = target_words(op, args) if op.path_params else ""
+        text = exc.message()
+    if not op.read_only:
+        if ambiguous(exc):
+            text += f" The {op.method} may or may not have been applied: outcome unknown. " + (
+                "Repeating it is safe (it cannot apply twice)."
+                if op.is_idempotent
+                else "Check with a read (e.g. the matching get/list tool) before retrying."
             )
-        else:
+        elif isinstance(exc, errors.TransportError):
             text += " The request never reached the API: nothing was changed; it is safe to retry."
-    elif isinstance(exc, errors.ApiError) and not op.read_only and exc.status < 500:
-        text += "" if "nothing was changed" in text else " Nothing was changed."
+        elif isinstance(exc, errors.ApiError) and exc.status < 500 and "nothing was changed" not in text:
+            text += " Nothing was changed."
     return ctx.client.scrub(text)
 
 

@@ -47,11 +47,14 @@ def _check_url(value: str) -> str:
     return value
 
 
+UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def _check_uuid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError("not a UUID") from None
+    # only the hyphenated 8-4-4-4-12 text form (JSON Schema `format: uuid`), not every form uuid.UUID parses
+    if not UUID_TEXT.fullmatch(value):
+        raise ValueError("not a UUID")
+    return str(uuid.UUID(value))
 
 
 def _check_datetime(value: str) -> str:
@@ -222,8 +225,13 @@ def arguments_model(op: Operation) -> type[BaseModel]:
     return model
 
 
+def _short(name: str) -> str:
+    """An argument name or key as given, cut if huge (it is echoed to the model)."""
+    return name if len(name) <= 60 else f"{name[:40]}… ({len(name)} characters)"
+
+
 def _problem(op: Operation, error: Any) -> str:
-    loc = [str(x) for x in error["loc"]]
+    loc = [_short(str(x)) for x in error["loc"]]
     name = loc[0] if loc else "(arguments)"
     p = op.params.get(name)
     if error["type"] == "extra_forbidden":

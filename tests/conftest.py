@@ -41,8 +41,10 @@ def sandbox_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def runtime(sandbox: Any) -> AsyncIterator[Runtime]:
-    async with open_runtime(sandbox_settings(), sandbox=sandbox) as rt:
+async def runtime(sandbox: Any, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
+    """The server's runtime on the sandbox; settings overrides via indirect parametrization."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    async with open_runtime(sandbox_settings(**overrides), sandbox=sandbox) as rt:
         yield rt
 
 

@@ -446,6 +446,7 @@ def valid_arguments(catalog: Catalog, tool: str) -> dict[str, Any]:
     return {n: _valid_value(schema["properties"][n]) for n in names}
 
 
+@pytest.mark.parametrize("runtime", [{"max_attempts": 1}], indirect=True)  # no retry waits
 @pytest.mark.parametrize("tool", REQUIRED_TOOLS)
 async def test_upstream_error_is_explained(tool: str, mcp: Client, catalog: Catalog, sandbox: Any) -> None:
     from systeme_mcp.sandbox import FaultPlan
