@@ -18,32 +18,43 @@ import anyio
 import httpx2
 
 
-async def _overhead(calls: int) -> dict[str, Any]:
+async def _overhead(calls: int, over_http: bool) -> dict[str, Any]:
+    """Interleaved medians: raw httpx2 GET /api/tags vs MCP tools/call list_tags (in-memory client) on the
+    same sandbox — in-process (ASGI transport) or served over real HTTP on 127.0.0.1."""
+    from contextlib import nullcontext
+
     from mcp import Client
 
     from systeme_mcp.config import Settings
     from systeme_mcp.sandbox import Sandbox
+    from systeme_mcp.sandbox.serve import running
     from systeme_mcp.server import serving
 
     sandbox = Sandbox(rate_limit=None)
     raw_times: list[float] = []
     mcp_times: list[float] = []
-    settings = Settings(backend="sandbox")
-    raw = httpx2.AsyncClient(transport=sandbox.transport(), base_url=sandbox.base_url)
-    async with raw, serving(settings, sandbox=sandbox) as server, Client(server) as client:
-        for i in range(calls + 20):  # interleaved, after 20 warm-up rounds
-            t0 = time.perf_counter()
-            await raw.get("/api/tags", params={"limit": 10}, headers={"X-API-Key": "k"})
-            t1 = time.perf_counter()
-            result = await client.call_tool("list_tags", {"limit": 10})
-            t2 = time.perf_counter()
-            assert not result.is_error
-            if i >= 20:
-                raw_times.append(t1 - t0)
-                mcp_times.append(t2 - t1)
+    with running(sandbox) if over_http else nullcontext(sandbox.base_url) as base:
+        transport = None if over_http else sandbox.transport()
+        if over_http:
+            settings = Settings(backend="direct", systeme_api_key="bench-key", systeme_api_url=base)
+        else:
+            settings = Settings(backend="sandbox")
+        raw = httpx2.AsyncClient(transport=transport, base_url=base)
+        async with raw, serving(settings, sandbox=sandbox) as server, Client(server) as client:
+            for i in range(calls + 20):  # interleaved, after 20 warm-up rounds
+                t0 = time.perf_counter()
+                await raw.get("/api/tags", params={"limit": 10}, headers={"X-API-Key": "k"})
+                t1 = time.perf_counter()
+                result = await client.call_tool("list_tags", {"limit": 10})
+                t2 = time.perf_counter()
+                assert not result.is_error
+                if i >= 20:
+                    raw_times.append(t1 - t0)
+                    mcp_times.append(t2 - t1)
     raw_ms = statistics.median(raw_times) * 1000
     mcp_ms = statistics.median(mcp_times) * 1000
     return {
+        "sandbox": "loopback HTTP" if over_http else "in-process",
         "calls": calls,
         "raw_httpx2_median_ms": round(raw_ms, 3),
         "mcp_tools_call_median_ms": round(mcp_ms, 3),
@@ -94,6 +105,5 @@ def cold_start(runs: int = 5) -> dict[str, Any]:
 
 if __name__ == "__main__":
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    figures = anyio.run(_overhead, calls)
-    figures.update(cold_start())
+    figures = [anyio.run(_overhead, calls, False), anyio.run(_overhead, calls, True), cold_start()]
     print(json.dumps(figures, indent=2))
