@@ -175,16 +175,21 @@ class BulkTool:
     # ------------------------------------------------------------------ arguments and selection
     def _validate(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         arguments = dict(arguments)
+        has_filter = "filter" in arguments  # a null filter is refused like any non-object, not taken as absent
         raw_filter = arguments.pop("filter", None)
-        args = self.decl.validate(arguments)
         problems: list[str] = []
-        if (raw_filter is None) == ("contact_ids" not in args):
+        try:
+            args = self.decl.validate(arguments)
+        except ArgumentError as exc:  # report the filter's problems too, not only the first batch
+            args, problems = {}, list(exc.problems)
+        if not problems and has_filter == ("contact_ids" in args):
             problems.append("(arguments): give exactly one of `contact_ids` (a list of ids) or `filter` (an object).")
-        elif len(args.get("contact_ids", [])) > MAX_CONTACTS:
+        elif not problems and len(args.get("contact_ids", [])) > MAX_CONTACTS:
             problems.append(f"`contact_ids`: {len(args['contact_ids'])} ids; at most {MAX_CONTACTS} per call.")
         crit: dict[str, Any] | None = None
-        if raw_filter is not None and not isinstance(raw_filter, dict):
-            problems.append(f"`filter`: must be an object of find_contacts filters (got {type(raw_filter).__name__}).")
+        if has_filter and not isinstance(raw_filter, dict):
+            got = "null" if raw_filter is None else type(raw_filter).__name__
+            problems.append(f"`filter`: must be an object of find_contacts filters (got {got}).")
         elif raw_filter is not None:
             try:
                 crit = self.filter.validate(raw_filter)

@@ -22,6 +22,7 @@ EMAIL = re.compile(
     r"^[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
 )
 SLUG = r"^\w+$"
+SLUG_MAX = 255
 MAX_TEXT = 10_000
 
 
@@ -153,8 +154,9 @@ def _schema(p: Param) -> dict[str, Any]:
                 "uniqueItems": True,
             }
         case "string_map":
-            value: dict[str, Any] = {"type": ["string", "null"] if p.nullable else "string"}
-            s = {"type": "object", "propertyNames": {"pattern": SLUG}, "additionalProperties": value}
+            value: dict[str, Any] = {"type": ["string", "null"] if p.nullable else "string", "maxLength": MAX_TEXT}
+            names = {"pattern": SLUG, "maxLength": SLUG_MAX}
+            s = {"type": "object", "propertyNames": names, "additionalProperties": value}
     if p.nullable and p.type != "string_map":
         s["type"] = [s["type"], "null"]
         if "enum" in s:
@@ -183,7 +185,8 @@ def _annotation(p: Param) -> Any:
         case "boolean":
             t = Annotated[bool, Field(strict=True)]
         case "string":
-            t = Annotated[str, Field(min_length=p.min_length, max_length=p.max_length or MAX_TEXT, pattern=p.pattern)]
+            limits = Field(min_length=p.min_length, max_length=p.max_length or MAX_TEXT, pattern=_ecma(p.pattern))
+            t = Annotated[str, limits]
         case "email" | "url" | "uuid" | "datetime" | "future_datetime":
             t = Annotated[str, Field(strict=True), AfterValidator(_STRING_CHECKS[p.type])]
         case "newsletter_html":
@@ -197,12 +200,17 @@ def _annotation(p: Param) -> Any:
             item: Any = Literal[tuple(p.choices)]
             t = Annotated[list[item], Field(min_length=p.min_items or 1), AfterValidator(_unique)]
         case "string_map":
-            key = Annotated[str, Field(pattern=SLUG, max_length=255)]
+            key = Annotated[str, Field(pattern=_ecma(SLUG), max_length=SLUG_MAX)]
             val: Any = Annotated[str, Field(strict=True, max_length=MAX_TEXT)]
             t = dict[key, val | None] if p.nullable else dict[key, val]
     if p.nullable and p.type != "string_map":
         t = t | None
     return t
+
+
+def _ecma(pattern: str | None) -> str | None:
+    """A schema pattern as JSON Schema (ECMA-262) reads it: `\\w` is ASCII-only there, Unicode in pydantic."""
+    return pattern.replace(r"\w", "[A-Za-z0-9_]") if pattern else None
 
 
 def _min_items(p: Param) -> int:
@@ -243,6 +251,8 @@ def _problem(op: Operation, error: Any) -> str:
     shown = repr(got) if not isinstance(got, (dict, list)) or len(repr(got)) < 80 else type(got).__name__
     if isinstance(got, str) and len(got) > 80:
         shown = f"{got[:60]!r}… ({len(got)} characters)"
+    if p is not None and p.secret and got is not None:  # write-only: never echo what was typed
+        shown = f"a hidden value of {len(got)} characters" if isinstance(got, str) else "a hidden value"
     reason = str(error["msg"]).removeprefix("Value error, ")
     where = name + "".join(f"[{x}]" for x in loc[1:])
     if p is not None and got is None and not p.nullable:
