@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp import types
 
-from .catalog import Catalog, Operation
+from .catalog import TOOLSET_ORDER, Catalog, Operation
 from .schemas import arguments_model, input_schema
 from .summaries import output_schema
 
@@ -87,17 +87,8 @@ def build_registry(catalog: Catalog, extra: list[ToolDef] | None = None) -> dict
 
 # Loaded when SYSTEME_TOOLSETS / --toolsets is not set: the core account tools. funnels, mailing and sms are
 # opt-in (e.g. SYSTEME_TOOLSETS=all, or contacts,tags,mailing) so the default tool list stays affordable.
-DEFAULT_TOOLSETS = (
-    "contacts",
-    "tags",
-    "fields",
-    "school",
-    "community",
-    "payment",
-    "webhooks",
-    "connections",
-    "workflows",
-)
+OPT_IN_TOOLSETS = ("funnels", "mailing", "sms")
+DEFAULT_TOOLSETS = tuple(t for t in TOOLSET_ORDER if t not in OPT_IN_TOOLSETS)
 ALL = "all"
 
 

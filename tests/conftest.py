@@ -54,3 +54,13 @@ async def mcp(request: pytest.FixtureRequest, runtime: Runtime) -> AsyncIterator
     mode = "legacy" if request.param == "legacy" else "auto"
     async with Client(create_server(runtime), mode=mode, cache=None) as client:
         yield client
+
+
+@pytest.fixture
+async def api(sandbox: Any) -> AsyncIterator[Any]:
+    """Raw HTTP access to the sandbox (independent of our declarations), to set up and check state."""
+    from .helpers import RawApi
+
+    raw = RawApi(sandbox)
+    yield raw
+    await raw.aclose()

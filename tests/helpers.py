@@ -69,3 +69,11 @@ def text(result: types.CallToolResult) -> str:
 
 def requests_seen(sandbox: Any) -> int:
     return len(sandbox.requests)
+
+
+async def ok(mcp: Any, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call `tool`; it must succeed with structured content, which is returned."""
+    result = await mcp.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return dict(result.structured_content)

@@ -22,7 +22,7 @@ from systeme_mcp.server import create_server
 from systeme_mcp.tools import DEFAULT_TOOLSETS, ToolDef, build_registry, select
 
 from .conftest import sandbox_settings
-from .helpers import RawApi, requests_seen, text
+from .helpers import RawApi, ok, requests_seen, text
 from .test_tools import _invalid_value
 
 pytestmark = pytest.mark.anyio
@@ -65,20 +65,6 @@ def sandbox() -> Any:
 async def runtime(sandbox: Any) -> AsyncIterator[Runtime]:
     async with open_runtime(sandbox_settings(toolsets=["all"]), sandbox=sandbox) as rt:
         yield rt
-
-
-@pytest.fixture
-async def api(sandbox: Any) -> AsyncIterator[RawApi]:
-    raw = RawApi(sandbox)
-    yield raw
-    await raw.aclose()
-
-
-async def ok(mcp: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def unsent_newsletter(api: RawApi) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,13 +11,6 @@ from mcp import Client, MCPError, types
 from .helpers import RawApi
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def api(sandbox: Any) -> AsyncIterator[RawApi]:
-    raw = RawApi(sandbox)
-    yield raw
-    await raw.aclose()
 
 
 async def read_json(mcp: Client, uri: str) -> Any:

@@ -33,13 +33,6 @@ def accept_with(answer: bool | None) -> Any:
     return callback
 
 
-@pytest.fixture
-async def api(sandbox: Any) -> AsyncIterator[RawApi]:
-    raw = RawApi(sandbox)
-    yield raw
-    await raw.aclose()
-
-
 # ---------------------------------------------------------------- toolsets and read-only
 def test_toolsets_load_only_the_chosen_tools(catalog: Any) -> None:
     chosen = select(build_registry(catalog), ["contacts", "tags"], read_only=False)

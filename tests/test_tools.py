@@ -4,7 +4,7 @@ argument named, nothing sent) and an upstream error."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from mcp import Client
 
 from systeme_mcp.catalog import Catalog
 
-from .helpers import RawApi, requests_seen, text
+from .helpers import RawApi, ok, requests_seen, text
 from .test_catalog import REQUIRED_TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -27,20 +27,6 @@ def case(name: str) -> Callable[[Case], Case]:
         return fn
 
     return register
-
-
-@pytest.fixture
-async def api(sandbox: Any) -> AsyncIterator[RawApi]:
-    raw = RawApi(sandbox)
-    yield raw
-    await raw.aclose()
-
-
-async def ok(mcp: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await mcp.call_tool(tool, arguments)
-    assert not result.is_error, text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 # ---------------------------------------------------------------- contacts

@@ -4,7 +4,7 @@ received by the client, cancellation mid-run, and the final state checked throug
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +18,6 @@ from systeme_mcp.server import create_server
 from .helpers import RawApi, requests_seen, text
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def api(sandbox: Any) -> AsyncIterator[RawApi]:
-    raw = RawApi(sandbox)
-    yield raw
-    await raw.aclose()
 
 
 @pytest.fixture
