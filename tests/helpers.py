@@ -3,6 +3,7 @@ accessors."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -77,3 +78,17 @@ async def ok(mcp: Any, tool: str, **arguments: Any) -> dict[str, Any]:
     assert not result.is_error, text(result)
     assert result.structured_content is not None
     return dict(result.structured_content)
+
+
+Case = Callable[[Any, "RawApi"], Awaitable[None]]
+
+
+class Cases(dict[str, Case]):
+    """Per-tool test cases by tool name; `@cases.register("tool")` adds one."""
+
+    def register(self, name: str) -> Callable[[Case], Case]:
+        def add(fn: Case) -> Case:
+            self[name] = fn
+            return fn
+
+        return add

@@ -6,7 +6,7 @@ Plus the newsletter HTML check, the future-time check, Twilio "not configured", 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from systeme_mcp.server import create_server
 from systeme_mcp.tools import DEFAULT_TOOLSETS, ToolDef, build_registry, select
 
 from .conftest import sandbox_settings
-from .helpers import RawApi, ok, requests_seen, text
+from .helpers import Cases, RawApi, ok, requests_seen, text
 from .test_tools import _invalid_value
 
 pytestmark = pytest.mark.anyio
@@ -37,16 +37,8 @@ TOOLSETS = {"funnels": NEW_TOOLS[:4], "mailing": NEW_TOOLS[4:15], "sms": NEW_TOO
 DESTRUCTIVE = {"delete_campaign", "schedule_newsletter"}
 README = Path(__file__).resolve().parent.parent / "README.md"
 
-Case = Callable[[Client, RawApi], Awaitable[None]]
-CASES: dict[str, Case] = {}
-
-
-def case(name: str) -> Callable[[Case], Case]:
-    def register(fn: Case) -> Case:
-        CASES[name] = fn
-        return fn
-
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 def future(days: int = 2) -> str:

@@ -4,7 +4,6 @@ argument named, nothing sent) and an upstream error."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,21 +11,13 @@ from mcp import Client
 
 from systeme_mcp.catalog import Catalog
 
-from .helpers import RawApi, ok, requests_seen, text
+from .helpers import Cases, RawApi, ok, requests_seen, text
 from .test_catalog import REQUIRED_TOOLS
 
 pytestmark = pytest.mark.anyio
 
-Case = Callable[[Client, RawApi], Awaitable[None]]
-CASES: dict[str, Case] = {}
-
-
-def case(name: str) -> Callable[[Case], Case]:
-    def register(fn: Case) -> Case:
-        CASES[name] = fn
-        return fn
-
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 # ---------------------------------------------------------------- contacts
