@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -137,6 +139,15 @@ class Reference(_Strict):
     match: dict[str, str] = {}  # argument of `tool` → argument of this operation
     find: dict[str, str] = {}  # field of a result item → argument of this operation that it must equal
     noun: str = ""
+    on: str = ""  # the record read names what the target sits on ("tag 3 on contact #812 ...")
+
+
+class NotConfiguredWhen(_Strict):
+    """Error statuses that mean the account has not set up a feature this operation needs."""
+
+    statuses: list[int]
+    feature: str
+    where: str
 
 
 class Rule(_Strict):
@@ -164,7 +175,6 @@ class Operation(_Strict):
     result_path: str | None = None
     items_path: str = "items"
     params: dict[str, Param] = {}
-    use: list[str] = []
     at_least_one: bool = False
     rules: list[Rule] = []
     verify: Reference | None = None
@@ -174,6 +184,8 @@ class Operation(_Strict):
     success: str = ""
     not_found: str = ""
     already: str = ""  # an API error text meaning "this already happened" (after an ambiguous attempt)
+    not_configured: NotConfiguredWhen | None = None
+    unknown_hint: str = ""  # how to check a write whose outcome is unknown, where no `verify` read exists
 
     @property
     def is_list(self) -> bool:
@@ -243,6 +255,8 @@ class Catalog:
             for ref in (op.verify, op.target):
                 if ref and ref.tool not in self.operations:
                     raise ValueError(f"{where}: references unknown tool {ref.tool!r}")
+            if op.verify and not self.operations[op.verify.tool].is_list:
+                raise ValueError(f"{where}: `verify` must name a list operation (it is read back page by page)")
             for rule in op.rules:
                 if rule.param not in op.params or any(k not in op.params for k in rule.when):
                     raise ValueError(f"{where}: rule names an unknown parameter")
@@ -271,13 +285,32 @@ def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, An
     return params
 
 
+def _declarations_folder() -> Traversable:
+    """Where the `*.toml` declarations are: inside the installed package, else at the top of the source checkout.
+
+    The wheel ships them as `systeme_mcp/tool_specs/`; an editable install reads the checkout's `tool_specs/`.
+    """
+    installed = resources.files("systeme_mcp") / "tool_specs"
+    if installed.is_dir():
+        return installed
+    checkout = Path(__file__).resolve().parent.parent / "tool_specs"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(
+        f"tool declarations not found: looked in the installed package ({installed}) "
+        f"and in the source checkout ({checkout})"
+    )
+
+
+@cache
 def load_catalog() -> Catalog:
-    """Read every declaration file shipped in `systeme_mcp/tool_specs/`."""
-    folder = resources.files("systeme_mcp") / "tool_specs"
+    """Read every declaration file: `systeme_mcp/tool_specs/` in the wheel, `tool_specs/` in a source checkout."""
+    folder = _declarations_folder()
     files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
     documents = {f.name: tomllib.loads(f.read_text(encoding="utf-8")) for f in files}
     shapes_doc = documents.pop("shapes.toml")
     shared = shapes_doc.get("params", {})
+    features = shapes_doc.get("features", {})
     shapes = {name: ResultShape.model_validate(s) for name, s in shapes_doc.get("results", {}).items()}
     operations: dict[str, Operation] = {}
     for filename, doc in documents.items():
@@ -287,6 +320,11 @@ def load_catalog() -> Catalog:
             raw = dict(raw, name=name)
             raw["params"] = _resolve_params(raw, shared)
             raw.pop("nullable", None)  # applied to the params above
+            feature = raw.get("not_configured")
+            if isinstance(feature, str):
+                if feature not in features:
+                    raise ValueError(f"tool_specs/{filename}: {name}: unknown feature {feature!r} (see shapes.toml)")
+                raw["not_configured"] = features[feature]
             op = Operation.model_validate(raw)
             if op.is_destructive:
                 op = op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})

@@ -1,7 +1,8 @@
 """SystemeClient: the one place that talks HTTP to Systeme.io, the Maton gateway or the sandbox.
 
-It owns auth headers, content types, timeouts, client-side pacing from X-RateLimit-* headers, retries and the
-mapping of failures to `errors`. Retry rules:
+It owns the credentials (as `auth.py` objects), content types, timeouts, client-side pacing from X-RateLimit-*
+headers, paging (`pages`), retries and the mapping of failures to `errors`; the numbers are in `policy.py`.
+Retry rules:
 - idempotent requests (GET, PUT, DELETE, merge-patch PATCH) are retried on connection errors, timeouts,
   502/503/504 and 429, with exponential backoff and jitter, within `max_attempts` and `retry_budget` seconds;
   an idempotent *write* is also retried on 500: its outcome is otherwise unknown and repeating it is harmless
@@ -16,9 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,17 +26,25 @@ import anyio
 import httpx2
 
 from . import errors
+from .auth import ApiKeyAuth, BearerAuth
+from .catalog import Operation
 from .config import Settings
 from .pacing import Pacer
-from .wire import RequestPlan
+from .policy import (
+    CONNECT_TIMEOUT_CAP,
+    ERROR_TEXT_CHARS,
+    PAGE_SIZE,
+    RETRY_STATUSES,
+    USER_AGENT,
+    WRITE_RETRY_STATUSES,
+    backoff_delay,
+    parse_retry_after,
+)
+from .projection import items_of
+from .wire import RequestPlan, build_request
 
 log = logging.getLogger("systeme_mcp.client")
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-WRITE_RETRY_STATUSES = RETRY_STATUSES | {500}  # idempotent writes: a 500 leaves the outcome unknown
-BACKOFF_BASE = 0.25
-BACKOFF_CAP = 8.0
-USER_AGENT = "systeme-mcp/0.1"
 SANDBOX_KEY = "sandbox-maton-key"
 
 
@@ -48,21 +56,13 @@ class Response:
     attempts: int = 1
 
 
-def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
-    """Seconds to wait before attempt `attempt + 1`: Retry-After if given, else capped exponential + jitter."""
-    if retry_after is not None:
-        return max(0.0, retry_after)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+@dataclass(frozen=True)
+class Page:
+    """One page of a list operation: its items (at the declared `items_path`) and whether more follow."""
 
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    items: list[Any]
+    has_more: bool
+    data: Any
 
 
 class SystemeClient:
@@ -84,11 +84,11 @@ class SystemeClient:
         self.pacer = Pacer(sleep=sleep, clock=clock)
         self._http = httpx2.AsyncClient(
             transport=transport,
-            timeout=httpx2.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+            timeout=httpx2.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT_CAP, settings.timeout)),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
         )
-        self.sandbox: Any = None
+        self._auth = self._credentials(settings)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -102,28 +102,28 @@ class SystemeClient:
             return s.systeme_api_url + plan.path
         return s.maton_gateway_url + "/systeme" + plan.path
 
-    def _headers(self, plan: RequestPlan) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if plan.body is not None:
-            headers["Content-Type"] = "application/merge-patch+json" if plan.method == "PATCH" else "application/json"
-        if self.backend == "direct" and plan.api == "systeme":
-            key = self.settings.systeme_api_key
-            headers["X-API-Key"] = key.get_secret_value() if key else ""
-            return headers
-        maton = self.settings.maton_api_key
+    def _credentials(self, settings: Settings) -> dict[str, httpx2.Auth | None]:
+        """The Auth for each API this backend talks to (None: no credential for it)."""
         if self.backend == "sandbox":
-            headers["Authorization"] = f"Bearer {SANDBOX_KEY}"
-        elif maton:
-            headers["Authorization"] = f"Bearer {maton.get_secret_value()}"
+            gateway: httpx2.Auth | None = BearerAuth(SANDBOX_KEY, settings.maton_connection)
+            return {"systeme": gateway, "maton": BearerAuth(SANDBOX_KEY)}
+        maton = settings.maton_api_key.get_secret_value() if settings.maton_api_key else None
+        if self.backend == "direct":
+            key = settings.systeme_api_key.get_secret_value() if settings.systeme_api_key else ""
+            gateway = ApiKeyAuth(key)
         else:
+            gateway = BearerAuth(maton, settings.maton_connection) if maton else None
+        return {"systeme": gateway, "maton": BearerAuth(maton) if maton else None}
+
+    def _auth_for(self, plan: RequestPlan) -> httpx2.Auth:
+        auth = self._auth.get(plan.api)
+        if auth is None:
             raise errors.AuthError(
                 status=401,
                 request=plan.describe(),
                 detail="Maton connection tools need MATON_API_KEY (the direct API key cannot manage connections).",
             )
-        if plan.api == "systeme" and self.settings.maton_connection:
-            headers["Maton-Connection"] = self.settings.maton_connection
-        return headers
+        return auth
 
     def scrub(self, text: str) -> str:
         """Remove every secret from text that may be shown to the model or logged."""
@@ -132,6 +132,26 @@ class SystemeClient:
         return text
 
     # ------------------------------------------------------------------ sending
+    async def pages(self, op: Operation, args: dict[str, Any], max_pages: int) -> AsyncIterator[Page]:
+        """The pages of list operation `op`, at most `max_pages`, each request retried as `send` does.
+
+        Pages of the largest size the operation allows unless `args` sets `limit`; the next cursor is the last
+        item's id (`starting_after`). The last page yielded has `has_more` True when the cap stopped it.
+        """
+        query = dict(args)
+        if "limit" in op.params and "limit" not in query:
+            query["limit"] = op.params["limit"].maximum or PAGE_SIZE
+        for _ in range(max_pages):
+            data = (await self.send(build_request(op, query))).data
+            items = items_of(op, data)
+            has_more = bool(data.get("hasMore")) if isinstance(data, dict) and op.paginated else False
+            last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
+            has_more = has_more and last is not None
+            yield Page(items, has_more, data)
+            if not has_more:
+                return
+            query["starting_after"] = last
+
     async def send(self, plan: RequestPlan) -> Response:
         """Send `plan` under the retry policy; return the answer or raise a SystemeError."""
         if self.settings.read_only and plan.method != "GET":
@@ -188,9 +208,18 @@ class SystemeClient:
 
     async def _exchange(self, plan: RequestPlan) -> Response:
         content = None if plan.body is None else json.dumps(plan.body).encode()
+        headers: dict[str, str] = {}
+        if plan.body is not None:
+            headers["Content-Type"] = "application/merge-patch+json" if plan.method == "PATCH" else "application/json"
         try:
+            auth = self._auth_for(plan)
             answer = await self._http.request(
-                plan.method, self._url(plan), params=plan.query or None, content=content, headers=self._headers(plan)
+                plan.method,
+                self._url(plan),
+                params=plan.query or None,
+                content=content,
+                headers=headers,
+                auth=auth,
             )
         except BaseException:
             self.pacer.observe({}, None)
@@ -202,7 +231,7 @@ class SystemeClient:
             try:
                 data = answer.json()
             except ValueError:
-                data = self.scrub(answer.text[:500])
+                data = self.scrub(answer.text[:ERROR_TEXT_CHARS])
         return Response(answer.status_code, data, headers)
 
     def _error(self, plan: RequestPlan, answer: Response) -> errors.ApiError:
@@ -211,5 +240,10 @@ class SystemeClient:
             data = json.loads(self.scrub(json.dumps(data)))
         retry_after = parse_retry_after(answer.headers.get("retry-after"))
         return errors.from_response(
-            answer.status, data, plan.describe(), maton=self.backend != "direct", retry_after=retry_after
+            answer.status,
+            data,
+            plan.describe(),
+            maton=self.backend != "direct",
+            retry_after=retry_after.seconds if retry_after else None,
+            retry_asked=retry_after.asked if retry_after and retry_after.capped else None,
         )

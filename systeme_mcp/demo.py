@@ -70,8 +70,8 @@ async def _session(out: Any) -> int:
     from mcp import Client
 
     from .config import Settings
+    from .projection import call_text
     from .server import serving
-    from .summaries import call_text
 
     started = time.perf_counter()
     settings = Settings(backend="sandbox", confirm_destructive=False)

@@ -6,7 +6,7 @@
     │   ├── NotFound                404
     │   ├── InvalidRequest          400/422: per-field violations
     │   ├── RateLimited             429: when to retry
-    │   ├── NotConfigured           a feature the account has not set up (Twilio 424, payments 404)
+    │   ├── NotConfigured           a feature the account has not set up (declared per operation)
     │   ├── ConnectionMissing       Maton gateway 400: no usable Systeme.io connection
     │   └── ServerError             5xx
     ├── TransportError              no answer: could not connect, reset, timed out
@@ -23,9 +23,11 @@ from typing import Any
 
 
 class SystemeError(Exception):
-    """Base class; `message()` is the text the model reads. `attempts`: how many times it was sent."""
+    """Base class; `message()` is the text the model reads. `attempts`: how many times it was sent.
+    `code` names the kind of failure in structured answers."""
 
     attempts: int = 1
+    code = "error"
 
     def message(self) -> str:
         return str(self)
@@ -37,7 +39,10 @@ class ApiError(SystemeError):
     detail: str = ""
     violations: list[dict[str, Any]] = field(default_factory=list)
     request: str = ""
-    retry_after: float | None = None  # seconds, from the Retry-After header
+    retry_after: float | None = None  # seconds, from the Retry-After header (capped)
+    retry_asked: float | None = None  # what the header asked for, when that was over the cap
+
+    code = "api_error"
 
     def __str__(self) -> str:
         return self.message()
@@ -47,6 +52,8 @@ class ApiError(SystemeError):
 
 
 class AuthError(ApiError):
+    code = "auth"
+
     def message(self) -> str:
         if self.status == 403:
             return (
@@ -63,12 +70,15 @@ class AuthError(ApiError):
 @dataclass
 class NotFound(ApiError):
     what: str = ""
+    code = "not_found"
 
     def message(self) -> str:
         return f"Not found (404): {self.what or self.request} does not exist (deleted, or a wrong id)."
 
 
 class InvalidRequest(ApiError):
+    code = "invalid_request"
+
     def message(self) -> str:
         lines = [f"- {v.get('propertyPath') or '(request)'}: {v.get('message')}" for v in self.violations]
         listed = "\n".join(lines) if lines else f"- {self.detail}"
@@ -76,8 +86,12 @@ class InvalidRequest(ApiError):
 
 
 class RateLimited(ApiError):
+    code = "rate_limited"
+
     def message(self) -> str:
         wait = f"{self.retry_after:g} s" if self.retry_after is not None else "a few seconds"
+        if self.retry_asked is not None:
+            wait += f" (the API asked for {self.retry_asked:g} s; waits are capped at {self.retry_after:g} s)"
         return f"Rate limited by Systeme.io (429) on {self.request}, even after waiting; retry in {wait}."
 
 
@@ -85,6 +99,7 @@ class RateLimited(ApiError):
 class NotConfigured(ApiError):
     feature: str = ""
     where: str = ""
+    code = "not_configured"
 
     def message(self) -> str:
         return (
@@ -93,6 +108,8 @@ class NotConfigured(ApiError):
 
 
 class ConnectionMissing(ApiError):
+    code = "connection_missing"
+
     def message(self) -> str:
         return (
             f"The Maton gateway has no usable Systeme.io connection ({self.status}: {self.detail}). Call "
@@ -102,6 +119,8 @@ class ConnectionMissing(ApiError):
 
 
 class ServerError(ApiError):
+    code = "server_error"
+
     def message(self) -> str:
         return f"Systeme.io failed ({self.status}) on {self.request}: {self.detail or 'server error'}."
 
@@ -113,6 +132,7 @@ class TransportError(SystemeError):
     request: str
     reason: str
     sent: bool = True
+    code = "no_answer"
 
     def __str__(self) -> str:
         return self.message()
@@ -124,18 +144,21 @@ class TransportError(SystemeError):
 @dataclass
 class ReadOnlyRefused(SystemeError):
     request: str
+    code = "read_only"
 
     def message(self) -> str:
         return f"Refused {self.request}: the server runs in read-only mode, so nothing was sent."
 
 
-TWILIO_WHERE = (
-    "Connect a Twilio account in the Systeme.io dashboard (Settings → Integrations → Twilio), then retry; "
-    "nothing can be read or sent by SMS until then."
-)
-
-
-def from_response(status: int, body: Any, request: str, *, maton: bool, retry_after: float | None) -> ApiError:
+def from_response(
+    status: int,
+    body: Any,
+    request: str,
+    *,
+    maton: bool,
+    retry_after: float | None,
+    retry_asked: float | None = None,
+) -> ApiError:
     """Map an error answer to the right ApiError subclass, keeping the API's own wording."""
     detail = ""
     violations: list[dict[str, Any]] = []
@@ -155,6 +178,7 @@ def from_response(status: int, body: Any, request: str, *, maton: bool, retry_af
         "violations": violations,
         "request": request,
         "retry_after": retry_after,
+        "retry_asked": retry_asked,
     }
     if status in (401, 403):
         return AuthError(**args)
@@ -162,12 +186,6 @@ def from_response(status: int, body: Any, request: str, *, maton: bool, retry_af
         return NotFound(**args)
     if status == 429:
         return RateLimited(**args)
-    if status == 424 or "twilio" in detail.lower():
-        return NotConfigured(
-            **args,
-            feature="The Twilio (SMS) integration",
-            where=TWILIO_WHERE,
-        )
     if status == 400 and maton and "connection" in detail.lower():
         return ConnectionMissing(**args)
     if status in (400, 422):

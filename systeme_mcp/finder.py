@@ -9,13 +9,14 @@ from typing import Any
 
 from mcp import types
 
+from . import answers, calls
 from .catalog import Catalog, Param
+from .policy import PAGE_SIZE
+from .projection import call_text, items_of, project
 from .runtime import CallContext
-from .summaries import TEXT_BUDGET, call_text, project
 from .tools import ToolDef
-from .workflows import Declared, Refused, contact_line, contact_schema, declare, param, read, result, tool_def
+from .workflow_kit import Declared, Refused, contact_line, contact_schema, declare, param, tool_def
 
-PAGE = 100  # contacts per page scanned (the API's maximum)
 MAX_PAGES = 10  # default cap on pages scanned per call
 SHOW = 20  # default number of matches shown
 API_FILTERS = ("email", "registered_after", "registered_before", "starting_after")  # the rest are matched here
@@ -52,7 +53,7 @@ def _fields(contact: dict[str, Any]) -> dict[str, str]:
     return {str(f.get("slug")): str(f.get("value") or "") for f in contact.get("fields") or [] if isinstance(f, dict)}
 
 
-def _matches(contact: dict[str, Any], crit: dict[str, Any]) -> bool:
+def matches(contact: dict[str, Any], crit: dict[str, Any]) -> bool:
     """The criteria the API cannot filter on, checked on one contact."""
     if "email_domain" in crit:
         domain = "@" + crit["email_domain"].lstrip("@").casefold()
@@ -71,8 +72,9 @@ def _matches(contact: dict[str, Any], crit: dict[str, Any]) -> bool:
 
 
 async def tag_id_by_name(ctx: CallContext, name: str) -> int:
-    data = await read(ctx, "list_tags", {"query": name, "limit": 100})
-    tags = data.get("items", []) if isinstance(data, dict) else []
+    listing = ctx.catalog["list_tags"]
+    data = await calls.read(ctx, listing.name, {"query": name, "limit": PAGE_SIZE})
+    tags = [t for t in items_of(listing, data) if isinstance(t, dict)]
     for tag in tags:
         if str(tag.get("name", "")).casefold() == name.casefold():
             return int(tag["id"])
@@ -88,21 +90,15 @@ async def scan(ctx: CallContext, crit: dict[str, Any]) -> Scan:
         tags.append(await tag_id_by_name(ctx, crit["tag"]))
     if tags:
         query["tag_ids"] = sorted(set(tags))
-    query["limit"] = PAGE
     out = Scan()
-    while True:
-        data = await read(ctx, "list_contacts", query)
-        items = [c for c in (data.get("items") or []) if isinstance(c, dict)] if isinstance(data, dict) else []
+    async for page in ctx.client.pages(ctx.catalog["list_contacts"], query, crit.get("max_pages", MAX_PAGES)):
+        items = [c for c in page.items if isinstance(c, dict)]
         out.pages += 1
-        out.matches += [c for c in items if _matches(c, crit)]
+        out.matches += [c for c in items if matches(c, crit)]
         if items:
             out.last_id = int(items[-1]["id"])
-        if not items or not (isinstance(data, dict) and data.get("hasMore")):
-            out.complete = True
-            return out
-        if out.pages >= crit.get("max_pages", MAX_PAGES):
-            return out
-        query["starting_after"] = out.last_id
+        out.complete = not page.has_more
+    return out
 
 
 def scope_text(found: Scan, crit: dict[str, Any]) -> str:
@@ -152,7 +148,7 @@ def find_tool(catalog: Catalog) -> ToolDef:
         lines: list[str] = []
         for contact in found.matches[:limit]:
             text = contact_line(ctx.catalog, contact)
-            if sum(len(x) + 1 for x in lines) + len(text) > TEXT_BUDGET - 600 and lines:
+            if sum(len(x) + 1 for x in lines) + len(text) > answers.TEXT_BUDGET - 600 and lines:
                 break
             lines.append(text)
         shown = found.matches[: len(lines)]
@@ -174,6 +170,6 @@ def find_tool(catalog: Catalog) -> ToolDef:
             "has_more": nxt is not None,
             "next": nxt,
         }
-        return result("\n".join(x for x in [head, *lines, tail] if x), structured)
+        return answers.workflow("\n".join(x for x in [head, *lines, tail] if x), structured)
 
     return tool_def(decl, impl, output)

@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-# A Refill value above this is read as a Unix timestamp rather than a number of seconds.
-_EPOCH_THRESHOLD = 1_000_000_000
-_MAX_WAIT = 60.0
+from .policy import EPOCH_THRESHOLD, MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after
 
 
 def _number(value: str | None) -> float | None:
@@ -39,7 +37,6 @@ class Pacer:
         self.remaining: float | None = None  # unknown until the first answer
         self.in_flight = 0
         self._blocked_until = 0.0
-        self.waited = 0.0
 
     async def acquire(self) -> None:
         """Wait while the budget is spent, then count one more request in flight."""
@@ -51,9 +48,8 @@ class Pacer:
                     return
                 if now >= self._blocked_until:  # spent, but no refill time known: wait briefly, then try
                     self.remaining = None
-                    self._blocked_until = now + 0.5
-                wait = min(_MAX_WAIT, self._blocked_until - now)
-                self.waited += wait
+                    self._blocked_until = now + PACER_PROBE_WAIT
+                wait = min(MAX_RETRY_AFTER, self._blocked_until - now)
                 await self._sleep(wait)
 
     def observe(self, headers: dict[str, str], status: int | None) -> None:
@@ -64,18 +60,20 @@ class Pacer:
         lower = {k.lower(): v for k, v in headers.items()}
         remaining = _number(lower.get("x-ratelimit-remaining"))
         refill = _number(lower.get("x-ratelimit-refill"))
-        if refill is not None and refill > _EPOCH_THRESHOLD:
+        if refill is not None and refill > EPOCH_THRESHOLD:
             refill = max(0.0, refill - time.time())
         now = self._clock()
         if status == 429:
-            retry = _number(lower.get("retry-after"))
-            wait = retry if retry is not None else refill
-            self._blocked_until = max(self._blocked_until, now + min(_MAX_WAIT, wait if wait is not None else 1.0))
+            retry = parse_retry_after(lower.get("retry-after"))
+            wait = retry.seconds if retry is not None else refill
+            self._blocked_until = max(
+                self._blocked_until, now + min(MAX_RETRY_AFTER, wait if wait is not None else 1.0)
+            )
             self.remaining = None
             return
         if remaining is None:
             return
         self.remaining = remaining
         if remaining < 1 and refill is not None:
-            self._blocked_until = max(self._blocked_until, now + min(_MAX_WAIT, refill))
+            self._blocked_until = max(self._blocked_until, now + min(MAX_RETRY_AFTER, refill))
             self.remaining = None

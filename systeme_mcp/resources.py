@@ -10,8 +10,8 @@ from typing import Any
 from mcp import MCPError, types
 
 from . import errors
+from .projection import project
 from .runtime import Runtime
-from .summaries import project
 from .wire import build_request
 
 CONTACT = re.compile(r"^systeme://contacts/(\d+)$")
@@ -60,18 +60,13 @@ async def _get_data(runtime: Runtime, tool: str, args: dict[str, Any]) -> Any:
 
 
 async def _pages(runtime: Runtime, tool: str, max_pages: int) -> tuple[list[Any], bool]:
-    """Items of a list operation, paged by 100 up to `max_pages`; and whether that was all of them."""
-    op = runtime.catalog[tool]
-    args: dict[str, Any] = {"limit": 100} if "limit" in op.params else {}
+    """Items of a list operation, paged up to `max_pages`; and whether that was all of them."""
     items: list[Any] = []
-    for _ in range(max_pages):
-        data = await _get_data(runtime, tool, args)
-        page = (data.get("items") or []) if isinstance(data, dict) else []
-        items += page
-        if not page or not data.get("hasMore") or not op.paginated:
-            return items, True
-        args["starting_after"] = page[-1]["id"]
-    return items, False
+    complete = True
+    async for page in runtime.client.pages(runtime.catalog[tool], {}, max_pages):
+        items += page.items
+        complete = not page.has_more
+    return items, complete
 
 
 async def list_items(runtime: Runtime, tool: str, max_pages: int = LIST_PAGES) -> tuple[list[dict[str, Any]], bool]:

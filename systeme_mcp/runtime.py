@@ -43,7 +43,7 @@ async def open_runtime(
     catalog = catalog or load_catalog()
     if settings.resolved_backend == "sandbox":
         if sandbox is None:
-            from .sandbox import Sandbox
+            from .sandbox import Sandbox  # imported here: only the sandbox backend needs it (start-up time)
 
             sandbox = Sandbox()
         base = sandbox.base_url.rstrip("/")

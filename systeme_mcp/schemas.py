@@ -288,3 +288,21 @@ def validate_arguments(op: Operation, model: type[BaseModel], arguments: dict[st
     if problems:
         raise ArgumentError(op.name, problems)
     return given
+
+
+class ArgumentsModel:
+    """An operation's arguments model, built on first use (building all of them costs start-up time)."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self._model: type[BaseModel] | None = None
+
+    @property
+    def model(self) -> type[BaseModel]:
+        if self._model is None:
+            self._model = arguments_model(self.op)
+        return self._model
+
+    def validate(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
+        """Validated arguments (only those given), or ArgumentError listing every problem."""
+        return validate_arguments(self.op, self.model, arguments)

@@ -1,8 +1,8 @@
 """The MCP server: the tool registry served through the SDK's low-level `Server`.
 
 The registry (declared operations + workflow tools) is filtered once at start by toolsets and read-only mode;
-tools/list returns those definitions, tools/call dispatches by name. One Runtime (one HTTP client, one rate
-limiter) serves every session of the process.
+tools/list returns those definitions; tools/call runs the tool's own handler and seals its answer (secrets out).
+One Runtime (one HTTP client, one rate limiter) serves every session of the process.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from mcp import types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
-from . import __version__, operations, prompts, resources
+from . import __version__, answers, prompts, resources
 from .config import Settings
+from .registry import registry_for
 from .runtime import CallContext, Runtime, open_runtime
-from .tools import ToolDef, build_registry, select
 
 log = logging.getLogger("systeme_mcp.server")
 
@@ -32,17 +32,9 @@ INSTRUCTIONS = (
 )
 
 
-def registry_for(runtime: Runtime) -> dict[str, ToolDef]:
-    """The tools this server exposes under its settings."""
-    from .workflows import workflow_tools
-
-    full = build_registry(runtime.catalog, workflow_tools(runtime.catalog))
-    return select(full, runtime.settings.toolsets, runtime.settings.read_only)
-
-
 def create_server(runtime: Runtime) -> Server[Runtime]:
     """A low-level MCP Server over `runtime`; every session shares the runtime."""
-    registry = registry_for(runtime)
+    registry = registry_for(runtime.settings, runtime.catalog)
     listed = types.ListToolsResult(tools=[t.tool for t in registry.values()])
 
     @asynccontextmanager
@@ -59,21 +51,14 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
     ) -> types.CallToolResult | types.InputRequiredResult:
         tool = registry.get(params.name)
         if tool is None:
-            close = difflib.get_close_matches(params.name, registry, n=3)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            return operations.error_result(f"Unknown tool {params.name!r}.{hint}")
-        call = CallContext(runtime, ctx, params)
+            return answers.unknown_tool(params.name, difflib.get_close_matches(params.name, registry, n=3))
         arguments: dict[str, Any] = dict(params.arguments or {})
         try:
-            if tool.handler is not None:
-                return await tool.handler(call, arguments)
-            return await operations.run(call, tool, arguments)
+            answer = await tool.handler(CallContext(runtime, ctx, params), arguments)
         except Exception as exc:  # a bug, not a user error: say so without internals
             log.exception("tool %s failed", params.name)
-            return operations.error_result(
-                f"Internal error in {params.name} ({type(exc).__name__}); the outcome of any write is unknown. "
-                "Check the affected records with a read tool before retrying."
-            )
+            answer = answers.internal_error(params.name, exc)
+        return answers.sealed(answer, runtime.client.scrub)
 
     async def list_resources(
         ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None

@@ -1,0 +1,232 @@
+"""The one place where answers are built: every `CallToolResult` (and confirmation question) the server returns.
+
+An answer is text for the model plus structuredContent for the app. Writes always say their `outcome`
+(applied / already_applied / not_applied / unknown) with a short `message`, failures included; a failure's
+text says what went wrong, whether anything changed, and what to do next. Lists are one line per item, cut at
+an item boundary to stay under `TEXT_BUDGET` characters, with the exact call for the next page. `sealed`
+removes every secret from an answer on its way out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from mcp import types
+
+from . import errors
+from .calls import Outcome, OutcomeKind
+from .catalog import Catalog, Operation
+from .confirm import KEY, SCHEMA, Ask, Decision, Declined, NeedsConfirm
+from .projection import call_text, cut, items_of, line, pick, project, target_words
+from .schemas import ArgumentError
+
+TEXT_BUDGET = 8_000  # characters; some CLIs cut tool text at 10 KB
+VERBS = {"GET": "", "POST": "Created", "PUT": "Updated", "PATCH": "Updated", "DELETE": "Deleted"}
+
+Answer = types.CallToolResult | types.InputRequiredResult
+
+
+def _result(text: str, structured: dict[str, Any] | None = None, *, error: bool = False) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=error
+    )
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def _error_info(exc: errors.SystemeError | ArgumentError | None, kind: str = "") -> dict[str, Any]:
+    info: dict[str, Any] = {"kind": kind or getattr(exc, "code", "error")}
+    if isinstance(exc, errors.ApiError):
+        info["status"] = exc.status
+        if exc.retry_after is not None:
+            info["retry_after"] = exc.retry_after
+    return info
+
+
+def _write_failure(text: str, kind: OutcomeKind, error: dict[str, Any]) -> types.CallToolResult:
+    return _result(text, {"outcome": kind.value, "message": _first_line(text), "error": error}, error=True)
+
+
+# ---------------------------------------------------------------- refusals before anything is sent
+def invalid_arguments(exc: ArgumentError, *, write: bool) -> types.CallToolResult:
+    """Arguments the API would reject: every problem, one line per argument; nothing was sent."""
+    if write:
+        return _write_failure(str(exc), OutcomeKind.NOT_APPLIED, _error_info(exc, "invalid_arguments"))
+    return _result(str(exc), error=True)
+
+
+def refused(text: str, *, write: bool, kind: str = "refused") -> types.CallToolResult:
+    """A workflow that cannot proceed; `text` says why and what to do."""
+    if write:
+        return _write_failure(text, OutcomeKind.NOT_APPLIED, {"kind": kind})
+    return _result(text, error=True)
+
+
+def decision(op: Operation, decided: Decision) -> Answer:
+    """What the call answers instead of proceeding: a question, a request to confirm, or the user's no."""
+    match decided:
+        case Ask(question=question, state=state):
+            request = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(message=question, requested_schema=SCHEMA)
+            )
+            return types.InputRequiredResult(input_requests={KEY: request}, request_state=state)
+        case NeedsConfirm(what=what, retry=retry):
+            text = (
+                f"Not done yet: this would {op.title.lower()} — {what}. It cannot be undone. Ask the user; if they "
+                f"agree, call {call_text(op.name, retry)}. Nothing was sent."
+            )
+            return _write_failure(text, OutcomeKind.NOT_APPLIED, {"kind": "needs_confirmation"})
+        case Declined(what=what, reason=reason):
+            text = f"Not done: the user {reason} ({op.title.lower()} — {what}). Nothing was sent or changed."
+            return _result(text, {"outcome": OutcomeKind.NOT_APPLIED.value, "message": text})
+    raise AssertionError(f"not a refusal: {decided!r}")
+
+
+# ---------------------------------------------------------------- declared operations
+def operation(
+    catalog: Catalog,
+    op: Operation,
+    args: dict[str, Any],
+    outcome: Outcome,
+    *,
+    lead: str = "",
+    extra: dict[str, Any] | None = None,
+) -> types.CallToolResult:
+    """The answer to one declared call. `lead` is said first; `extra` is added to a success's structuredContent."""
+    if outcome.error is not None:
+        text = lead + failure_text(op, args, outcome)
+        if op.read_only:
+            return _result(text, error=True)
+        return _write_failure(text, outcome.kind, _error_info(outcome.error))
+    if op.is_list:
+        text, page = _page(catalog, op, args, outcome.data)
+        return _result(lead + text, page)
+    structured: dict[str, Any] = {}
+    shape = catalog.shape(op)
+    if shape and outcome.data not in (None, "", {}):
+        verb = VERBS[op.method] if outcome.kind == OutcomeKind.APPLIED else ""
+        obj = pick(outcome.data, op.result_path) if op.result_path else outcome.data
+        structured["item"] = item = project(shape, obj)
+        text = cut((f"{verb} " if verb else "") + f"{shape.noun} {line(shape, item)}", TEXT_BUDGET)
+    elif op.success:
+        text = op.success.format(**args)
+    else:
+        text = f"{VERBS[op.method] or 'Done:'} {target_words(op, args)}."
+    if outcome.kind == OutcomeKind.ALREADY_APPLIED:
+        text = f"Already done (nothing changed): {text}"
+    text = lead + text
+    if outcome.note:
+        text += f"\n(The first answer was lost; {outcome.note}.)"
+    if not op.read_only:
+        structured["outcome"] = outcome.kind.value
+    structured["message"] = _first_line(text)
+    return _result(text, {**structured, **(extra or {})})
+
+
+def failure_text(op: Operation, args: dict[str, Any], outcome: Outcome) -> str:
+    """What failed, whether the write happened, and what to do next."""
+    exc = outcome.error
+    assert exc is not None
+    if isinstance(exc, errors.NotFound) and op.not_found:
+        text = f"{op.not_found.format(**args)} (404)."
+    elif isinstance(exc, errors.NotFound):
+        text = dataclasses.replace(exc, what=target_words(op, args) if op.path_params else "").message()
+    else:
+        text = exc.message()
+    if op.read_only:
+        return text
+    if outcome.kind == OutcomeKind.UNKNOWN and op.is_idempotent:
+        return text + (
+            f" The {op.method} may or may not have been applied: outcome unknown. "
+            "Repeating it is safe (it cannot apply twice)."
+        )
+    if outcome.kind == OutcomeKind.UNKNOWN:
+        hint = op.unknown_hint or (
+            f"Check with {op.verify.tool} before retrying."
+            if op.verify
+            else "Check with a read (the matching get/list tool) before retrying."
+        )
+        return (
+            f"Outcome unknown: {text} The {op.name} request may or may not have been applied, and it could not "
+            f"be confirmed either way. {hint}"
+        )
+    if isinstance(exc, errors.TransportError) and not exc.sent:
+        return text + " The request never reached the API: nothing was changed; it is safe to retry."
+    if isinstance(exc, errors.ApiError) and exc.status < 500 and "nothing was changed" not in text:
+        return text + " Nothing was changed."
+    return text
+
+
+def _page(catalog: Catalog, op: Operation, args: dict[str, Any], data: Any) -> tuple[str, dict[str, Any]]:
+    """A page of items: header, one line each, and the exact next call (or 'last page')."""
+    shape = catalog.shape(op)
+    assert shape is not None
+    items = [project(shape, o) for o in items_of(op, data)]
+    has_more = bool(data.get("hasMore")) if isinstance(data, dict) else False
+    lines: list[str] = []
+    used = 0
+    for item in items:
+        text = line(shape, item)
+        if used + len(text) > TEXT_BUDGET and lines:
+            break
+        lines.append(text)
+        used += len(text) + 1
+    shown = items[: len(lines)]
+    cut_short = len(shown) < len(items)
+    has_more = has_more or cut_short
+    noun = shape.noun + ("" if len(items) == 1 else "s")
+    header = f"{len(items)} {noun}" if items else f"No {shape.noun}s found"
+    if cut_short:
+        header += f" (text shows the first {len(shown)} to stay under {TEXT_BUDGET} characters)"
+    nxt: dict[str, Any] | None = None
+    if has_more and shown and op.paginated:
+        next_args = {k: v for k, v in args.items() if k != "starting_after"}
+        next_args["starting_after"] = shown[-1][shape.key]
+        nxt = {"tool": op.name, "arguments": next_args}
+        footer = f"more: {call_text(op.name, next_args)}"
+    elif has_more:
+        footer = "more exist, but this list cannot be paged further; narrow the filters."
+    else:
+        footer = "last page." if items else ""
+    text = "\n".join([header + (":" if lines else "."), *lines, footer]).strip()
+    return text, {"items": shown, "has_more": has_more, "next": nxt}
+
+
+# ---------------------------------------------------------------- workflow tools and the server's own answers
+def workflow(text: str, structured: dict[str, Any], *, error: bool = False) -> types.CallToolResult:
+    """A workflow tool's answer: its text, and its structured content with the first line as `message`."""
+    return _result(text, {**structured, "message": _first_line(text)}, error=error)
+
+
+def unknown_tool(name: str, close: list[str]) -> types.CallToolResult:
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return _result(f"Unknown tool {name!r}.{hint}", error=True)
+
+
+def internal_error(name: str, exc: BaseException) -> types.CallToolResult:
+    """A bug, not a user error: said without internals, and the write's outcome plainly unknown."""
+    return _result(
+        f"Internal error in {name} ({type(exc).__name__}); the outcome of any write is unknown. "
+        "Check the affected records with a read tool before retrying.",
+        error=True,
+    )
+
+
+def sealed(answer: Answer, scrub: Callable[[str], str]) -> Answer:
+    """`answer` with every secret removed from its text and structured content (the last step out)."""
+    if not isinstance(answer, types.CallToolResult):
+        return answer
+    for block in answer.content:
+        if isinstance(block, types.TextContent):
+            block.text = scrub(block.text)
+    if answer.structured_content is not None:
+        dumped = json.dumps(answer.structured_content, ensure_ascii=False)
+        clean = scrub(dumped)
+        if clean != dumped:
+            answer.structured_content = json.loads(clean)
+    return answer
