@@ -69,7 +69,7 @@ async def measure() -> dict[str, Any]:
     for name, job in (("workflows", workflows), ("endpoints", endpoints)):
         sandbox = Sandbox(rate_limit=None)
         async with serving(Settings(backend="sandbox"), sandbox=sandbox) as server, Client(server) as client:
-            tag_id = (await client.call_tool("create_tag", {"name": "acme"})).structured_content["item"]["id"]  # type: ignore[index]
+            tag_id = (await client.call_tool("create_tag", {"name": "acme"})).structured_content["item"]["id"]
             t = Transcript(client)
             await job(t, tag_id)
             tagged = sum(1 for c in sandbox.store.contacts.values() if tag_id in c.tag_ids)

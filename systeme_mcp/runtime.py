@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +38,11 @@ async def open_runtime(
     catalog: Catalog | None = None,
     sandbox: Any = None,
     transport: httpx2.AsyncBaseTransport | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Create the shared client for `settings` (and the sandbox if that is the backend); close it after."""
+    """Create the shared client for `settings` (and the sandbox if that is the backend); close it after.
+    `sleep` and `clock` replace the client's waits and monotonic clock (tests: waits that take no time)."""
     catalog = catalog or load_catalog()
     if settings.resolved_backend == "sandbox":
         if sandbox is None:
@@ -49,7 +52,8 @@ async def open_runtime(
         base = sandbox.base_url.rstrip("/")
         settings = settings.model_copy(update={"maton_gateway_url": base, "maton_ctrl_url": base})
         transport = transport or sandbox.transport()
-    client = SystemeClient(settings, transport=transport)
+    timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
+    client = SystemeClient(settings, transport=transport, **timing)
     try:
         yield Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
     finally:

@@ -42,9 +42,13 @@ def sandbox_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 async def runtime(sandbox: Any, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
-    """The server's runtime on the sandbox; settings overrides via indirect parametrization."""
+    """The server's runtime on the sandbox; settings overrides via indirect parametrization. The client's waits
+    (backoff, Retry-After, pacing) run on a virtual clock: the same retries, no wall-clock time."""
+    from .helpers import VirtualClock
+
     overrides: dict[str, Any] = getattr(request, "param", {})
-    async with open_runtime(sandbox_settings(**overrides), sandbox=sandbox) as rt:
+    clock = VirtualClock()
+    async with open_runtime(sandbox_settings(**overrides), sandbox=sandbox, sleep=clock.sleep, clock=clock) as rt:
         yield rt
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import types
 
@@ -62,6 +63,21 @@ class RawApi:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class VirtualClock:
+    """A clock for `SystemeClient(sleep=clock.sleep, clock=clock)` (and a Sandbox's `clock`): it moves only when
+    `sleep` is awaited, so backoff, Retry-After and pacing waits take no wall-clock time."""
+
+    def __init__(self, now: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = self.start = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await anyio.lowlevel.checkpoint()  # still a cancellation point, and other tasks get to run
 
 
 def text(result: types.CallToolResult) -> str:

@@ -1,21 +1,17 @@
-"""Rules every declared tool must follow, and the reviewed snapshot of tools/list."""
+"""Rules every declared tool must follow, and the reviewed snapshot of each tool (tests/snapshots/tools/)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
 
 from systeme_mcp.catalog import Catalog
-from systeme_mcp.tools import ToolDef, build_registry
-from systeme_mcp.workflows import workflow_tools
+from systeme_mcp.registry import full_registry
+from systeme_mcp.tools import ToolDef
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+from . import tool_snapshots
 
 REQUIRED_TOOLS = """
 list_contacts get_contact create_contact update_contact delete_contact
@@ -36,7 +32,7 @@ DESTRUCTIVE = {n for n in REQUIRED_TOOLS if n.startswith("delete_")} | {
 
 @pytest.fixture(scope="module")
 def registry(catalog: Catalog) -> dict[str, ToolDef]:
-    return build_registry(catalog, workflow_tools(catalog))
+    return full_registry(catalog)
 
 
 def test_every_required_tool_is_declared(registry: dict[str, ToolDef]) -> None:
@@ -93,15 +89,21 @@ def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:
                 assert prop["type"] == "integer" and prop["minimum"] == 1, (t.name, arg)
 
 
-def _snapshot(registry: dict[str, ToolDef]) -> list[dict[str, Any]]:
-    return [t.tool.model_dump(mode="json", by_alias=True, exclude_none=True) for t in registry.values()]
+SNAPSHOTTED = tool_snapshots.registry()  # built as scripts/update_snapshots.py builds it
 
 
-def test_tools_list_matches_the_reviewed_snapshot(registry: dict[str, ToolDef]) -> None:
-    """A schema change must be reviewed: regenerate with UPDATE_SNAPSHOTS=1 and commit the diff."""
-    current = _snapshot(registry)
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
-        SNAPSHOT.write_text(json.dumps(current, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    stored = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
-    changed = [t["name"] for t in current if t not in stored] + [t["name"] for t in stored if t not in current]
-    assert not changed, f"tools/list changed for {sorted(set(changed))}; review, then UPDATE_SNAPSHOTS=1 pytest"
+@pytest.mark.parametrize("name", list(SNAPSHOTTED))
+def test_tool_matches_its_reviewed_snapshot(name: str) -> None:
+    """A change to a tool's definition must be reviewed: regenerate the snapshots, review and commit the diff."""
+    path = tool_snapshots.path_for(name)
+    where = path.relative_to(tool_snapshots.ROOT)
+    assert path.exists(), f"{where} is missing; review {name}, then run: {tool_snapshots.UPDATE_COMMAND}"
+    current = tool_snapshots.render(SNAPSHOTTED[name])
+    assert path.read_text(encoding="utf-8") == current, (
+        f"{name} differs from {where}; review the change, then run: {tool_snapshots.UPDATE_COMMAND}"
+    )
+
+
+def test_no_snapshot_is_left_for_a_tool_that_no_longer_exists() -> None:
+    stale = [str(p.relative_to(tool_snapshots.ROOT)) for p in tool_snapshots.stale(SNAPSHOTTED)]
+    assert not stale, f"snapshots of tools that no longer exist: {stale}; run: {tool_snapshots.UPDATE_COMMAND}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +10,9 @@ import httpx2
 import pytest
 
 from systeme_mcp import errors
-from systeme_mcp.client import SystemeClient, backoff_delay
+from systeme_mcp.client import SystemeClient
 from systeme_mcp.config import Settings
+from systeme_mcp.policy import backoff_delay
 from systeme_mcp.wire import RequestPlan
 
 pytestmark = pytest.mark.anyio
@@ -131,13 +131,31 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
 
 async def test_cancellation_interrupts_a_backoff_wait() -> None:
     handler = Recorder(lambda r: httpx2.Response(503, headers={"Retry-After": "20"}, json={}), 200)
+    waits: list[float] = []
+    waiting = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        waiting.set()
+        await anyio.sleep(seconds)  # the real wait: only a cancellation can end it within fail_after(10)
+
     client = SystemeClient(
-        Settings(backend="direct", systeme_api_key=KEY, retry_budget=60), transport=httpx2.MockTransport(handler)
+        Settings(backend="direct", systeme_api_key=KEY, retry_budget=60),
+        transport=httpx2.MockTransport(handler),
+        sleep=sleep,
     )
-    started = time.monotonic()
-    with anyio.move_on_after(0.3) as scope:
-        await client.send(GET)
-    assert scope.cancelled_caught and time.monotonic() - started < 2
+    scope = anyio.CancelScope()
+
+    async def call() -> None:
+        with scope:
+            await client.send(GET)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await waiting.wait()  # the client is in its backoff wait
+            scope.cancel()
+    assert scope.cancelled_caught and waits == [20.0]
     assert len(handler.requests) == 1
 
 

@@ -18,7 +18,7 @@ from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
 
 from .conftest import sandbox_settings
-from .helpers import text
+from .helpers import RawApi, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
 
@@ -166,11 +166,10 @@ async def test_enrollment_read_back_requires_the_requested_access(mcp: Client, s
 async def test_membership_is_checked_by_contact_and_community(delay: float) -> None:
     """202 and queued: with a delay the read-back cannot see it yet, so it is sent again; a repeat join is
     accepted without a second membership, so the result is still exactly one."""
-    import anyio
-
     from systeme_mcp.sandbox import Sandbox
 
-    sandbox = Sandbox(rate_limit=None, membership_delay=delay)
+    clock = VirtualClock()  # the sandbox's clock: it moves only when the test moves it
+    sandbox = Sandbox(rate_limit=None, membership_delay=delay, clock=clock)
     s = sandbox.store
     contact, community = _free_pair(s.memberships, s.contacts, s.communities, "community_id")
     async with session(sandbox) as mcp:
@@ -178,8 +177,16 @@ async def test_membership_is_checked_by_contact_and_community(delay: float) -> N
         result = await mcp.call_tool("create_membership", {"community_id": community, "contact_id": contact})
     assert outcome(result) == "applied"
     assert ("reading it back" if delay == 0 else "sent again") in text(result)
-    await anyio.sleep(delay)
     assert sum((m.contact_id, m.community_id) == (contact, community) for m in s.memberships.values()) == 1
+    api = RawApi(sandbox)
+    try:
+        listed = await api.get("/api/community/memberships", community=community, contact=contact)
+        assert len(listed["items"]) == (1 if delay == 0 else 0)  # still queued until the delay has passed
+        clock.now += delay
+        listed = await api.get("/api/community/memberships", community=community, contact=contact)
+        assert len(listed["items"]) == 1
+    finally:
+        await api.aclose()
 
 
 # ---------------------------------------------------------------------------- tag on the contact (idempotent)

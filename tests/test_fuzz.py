@@ -37,9 +37,10 @@ from pydantic import ValidationError
 
 from systeme_mcp.catalog import load_catalog
 from systeme_mcp.config import Settings
+from systeme_mcp.registry import full_registry, registry_for, select
 from systeme_mcp.runtime import open_runtime
-from systeme_mcp.schemas import EMAIL
-from systeme_mcp.server import create_server, registry_for
+from systeme_mcp.schemas import EMAIL, ArgumentsModel
+from systeme_mcp.server import create_server
 from systeme_mcp.tools import ToolDef
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
@@ -118,7 +119,7 @@ FORMATS: dict[str, Callable[[], st.SearchStrategy[str]]] = {
 
 def value_strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values conforming to one property's schema (the subset of JSON Schema the tools use)."""
-    options = []
+    options: list[st.SearchStrategy[Any]] = []
     for t in _types(schema):
         if t == "null":
             options.append(st.none())
@@ -362,21 +363,19 @@ async def fuzz_session(mode: str = "auto", **overrides: Any) -> AsyncIterator[Ha
     sb = Sandbox(rate_limit=None, membership_delay=0.0, maton_keys={PLANTED_MATON_KEY})
     async with (
         open_runtime(fuzz_settings(sb, **overrides), transport=sb.transport()) as runtime,
-        Client(create_server(runtime), mode=mode, cache=None) as client,  # type: ignore[arg-type]
+        Client(create_server(runtime), mode=mode, cache=None) as client,
     ):
         listed = await client.list_tools()
         tools = {t.name: t for t in listed.tools}
-        yield Harness(sb, client, tools, registry_for(runtime))
+        yield Harness(sb, client, tools, registry_for(runtime.settings, runtime.catalog))
 
 
 @functools.cache
 def registry_for_settings() -> dict[str, ToolDef]:
     """The registry the fuzzed server lists (every toolset), without starting it."""
-    from systeme_mcp.tools import build_registry, select
-    from systeme_mcp.workflows import workflow_tools
 
     catalog = load_catalog()
-    return select(build_registry(catalog, workflow_tools(catalog)), ["all"], read_only=False)
+    return select(full_registry(catalog), ["all"], read_only=False)
 
 
 def listed_tools() -> list[str]:
@@ -587,7 +586,8 @@ DECLARED = [name for name, t in registry_for_settings().items() if t.operation i
 
 def _model_accepts(tool: ToolDef, args: dict[str, Any]) -> bool:
     try:
-        tool.model.model_validate(args)
+        assert tool.operation is not None
+        ArgumentsModel(tool.operation).model.model_validate(args)
     except ValidationError:
         return False
     return True

@@ -10,9 +10,9 @@ import pytest
 from mcp import Client, types
 
 from systeme_mcp import errors
+from systeme_mcp.registry import full_registry, select
 from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
-from systeme_mcp.tools import build_registry, select
 from systeme_mcp.wire import RequestPlan
 
 from .conftest import sandbox_settings
@@ -35,14 +35,14 @@ def accept_with(answer: bool | None) -> Any:
 
 # ---------------------------------------------------------------- toolsets and read-only
 def test_toolsets_load_only_the_chosen_tools(catalog: Any) -> None:
-    chosen = select(build_registry(catalog), ["contacts", "tags"], read_only=False)
+    chosen = select(full_registry(catalog), ["contacts", "tags"], read_only=False)
     assert {t.toolset for t in chosen.values()} == {"contacts", "tags"}
     assert "list_contacts" in chosen and "add_tag_to_contact" in chosen and "list_courses" not in chosen
 
 
 def test_unknown_toolset_is_a_clear_startup_error(catalog: Any) -> None:
     with pytest.raises(ValueError, match=r"unknown toolset\(s\): bogus; valid toolsets: .*contacts"):
-        select(build_registry(catalog), ["contacts", "bogus"], read_only=False)
+        select(full_registry(catalog), ["contacts", "bogus"], read_only=False)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -32,27 +32,20 @@ INIT = {
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def http_server(sandbox: Any, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     token = getattr(request, "param", None)
-    port = _free_port()
-    settings = sandbox_settings(port=port, auth_token=token)
-    async with open_runtime(settings, sandbox=sandbox) as runtime:
-        app = http_app(create_server(runtime), settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on"))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve)
-            with anyio.fail_after(10):
-                while not server.started:  # noqa: ASYNC110 — uvicorn exposes only a flag
-                    await anyio.sleep(0.02)
-            yield f"http://127.0.0.1:{port}/mcp"
-            server.should_exit = True
+    # bound and listening before uvicorn starts: early connections wait in the backlog, no readiness polling
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = int(sock.getsockname()[1])
+        settings = sandbox_settings(port=port, auth_token=token)
+        async with open_runtime(settings, sandbox=sandbox) as runtime:
+            app = http_app(create_server(runtime), settings)
+            server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve, [sock])
+                yield f"http://127.0.0.1:{port}/mcp"
+                server.should_exit = True
 
 
 async def test_stdio_server_lists_and_calls_tools() -> None:

@@ -4,6 +4,7 @@ received by the client, cancellation mid-run, and the final state checked throug
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -12,10 +13,11 @@ import anyio
 import pytest
 from mcp import Client, types
 
+from systeme_mcp.client import SystemeClient
 from systeme_mcp.runtime import Runtime
 from systeme_mcp.server import create_server
 
-from .helpers import RawApi, requests_seen, text
+from .helpers import RawApi, VirtualClock, requests_seen, text
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +33,7 @@ async def ok(mcp: Client, tool: str, progress: Any = None, **arguments: Any) -> 
     assert not result.is_error, text(result)
     assert result.structured_content is not None
     assert len(text(result)) < 8_000
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def error(mcp: Client, tool: str, **arguments: Any) -> str:
@@ -146,21 +148,22 @@ async def test_upsert_creates_then_updates_then_leaves_alone(mcp: Client, api: R
     assert values(contact)["first_name"] == "Janet" and values(contact)["country"] == "FR"
 
 
-async def test_upsert_never_duplicates_under_faults(
-    runtime: Runtime, sandbox: Any, api: RawApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from systeme_mcp import client as client_module
+async def test_upsert_never_duplicates_under_faults(runtime: Runtime, sandbox: Any, api: RawApi) -> None:
     from systeme_mcp.sandbox import FaultPlan
 
-    monkeypatch.setattr(client_module, "BACKOFF_BASE", 0.005)  # same retries, shorter waits
-
+    clock = VirtualClock()  # same retries, no waiting: backoff sleeps only move this clock
+    http = SystemeClient(runtime.settings, transport=sandbox.transport(), sleep=clock.sleep, clock=clock)
     kinds = ("reset_after", "timeout_after", "500", "reset_before", "refused")
     sandbox.faults.set(FaultPlan(rate=0.4, kinds=kinds, seed=7, routes=("* /api/contacts", "* /api/contacts/*")))
     answers: dict[str, types.CallToolResult] = {}
-    async with Client(create_server(runtime), mode="legacy") as client:
-        for n in range(12):
-            email = f"chaos{n % 6}@example.com"  # each email upserted twice
-            answers[f"{email}#{n}"] = await client.call_tool("upsert_contact", {"email": email, "first_name": f"N{n}"})
+    try:
+        async with Client(create_server(dataclasses.replace(runtime, client=http)), mode="legacy") as client:
+            for n in range(12):
+                email = f"chaos{n % 6}@example.com"  # each email upserted twice
+                arguments = {"email": email, "first_name": f"N{n}"}
+                answers[f"{email}#{n}"] = await client.call_tool("upsert_contact", arguments)
+    finally:
+        await http.aclose()
     sandbox.faults.set(FaultPlan(rate=0.0))
     for n in range(6):
         found = (await api.get("/api/contacts", email=f"chaos{n}@example.com"))["items"]
@@ -174,11 +177,14 @@ async def test_upsert_never_duplicates_under_faults(
 
 # ---------------------------------------------------------------- bulk tools
 class Progress:
-    def __init__(self) -> None:
+    def __init__(self, until: int | None = None) -> None:
         self.seen: list[tuple[float, float | None]] = []
+        self.until, self.reached = until, anyio.Event()  # set when `until` notifications have arrived
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
         self.seen.append((progress, total))
+        if len(self.seen) == self.until:
+            self.reached.set()
 
 
 async def _new_tag(api: RawApi, name: str) -> int:
@@ -265,35 +271,65 @@ async def test_bulk_arguments_are_checked_before_anything_is_sent(mcp: Client, s
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_bulk_cancellation_stops_cleanly_and_logs_what_was_done(
-    mode: Any, runtime: Runtime, sandbox: Any, api: RawApi, contacts: list[Any]
+    mode: Any, runtime: Runtime, sandbox: Any, api: RawApi, contacts: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from systeme_mcp.sandbox import FaultPlan
 
+    done_first = 5  # writes let through; every later one is held by the sandbox until it is cancelled
     tag_id = await _new_tag(api, "cancel-me")
     ids = [c["id"] for c in contacts[:80]]
-    sandbox.faults.set(FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=0.05, routes=("POST /api/contacts/*/tags",)))
+    sandbox.faults.set(FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=3600, routes=("POST /api/contacts/*/tags",)))
+    draw, passed, held = sandbox.faults.draw, [0], anyio.Event()
+
+    def hold_after_the_first(method: str, path: str) -> str | None:
+        kind: str | None = draw(method, path)
+        if kind is not None and passed[0] < done_first:
+            passed[0] += 1
+            return None
+        if kind is not None:
+            held.set()
+        return kind
+
+    monkeypatch.setattr(sandbox.faults, "draw", hold_after_the_first)
     logs: list[str] = []
+    reported = anyio.Event()
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         logs.append(str(params.data))
+        if "cancelled after" in logs[-1]:
+            reported.set()
 
-    progress = Progress()
+    progress = Progress(until=done_first)
+
+    def tagging_posts() -> int:
+        return sum(r.method == "POST" and r.path.endswith("/tags") and "/contacts/" in r.path for r in sandbox.requests)
+
+    scope = anyio.CancelScope()
+    arguments = {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}
     async with Client(create_server(runtime), mode=mode, log_level="info", logging_callback=on_log) as client:
-        with anyio.move_on_after(0.4) as scope:
-            await client.call_tool(
-                "bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}, progress_callback=progress
-            )
+
+        async def call() -> None:
+            with scope:
+                await client.call_tool("bulk_add_tag", arguments, progress_callback=progress)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                await progress.reached.wait()  # the first writes are done and reported to the client
+                await held.wait()  # and later ones are in flight
+                await anyio.wait_all_tasks_blocked()  # every worker is waiting on a held write
+                scope.cancel()
+            await reported.wait()  # the server saw the cancellation and logged what was done
         assert scope.cancelled_caught
-        await anyio.sleep(0.3)  # the server sees the cancellation and logs
-        tagged = await _tagged(api, tag_id)
-        await anyio.sleep(0.3)
-        assert await _tagged(api, tag_id) == tagged, "writes continued after the cancellation"
-    assert 0 < len(tagged) < len(ids) and progress.seen
+        tagged, posts = await _tagged(api, tag_id), tagging_posts()
+        await anyio.wait_all_tasks_blocked()  # a write still going would reach the sandbox now
+        assert (await _tagged(api, tag_id), tagging_posts()) == (tagged, posts), "writes continued after the cancel"
+    assert len(tagged) == done_first < len(ids) and len(progress.seen) == done_first
     (report,) = [m for m in logs if "cancelled after" in m]
     changed = {int(x) for x in report.split("changed: ", 1)[1].split(";")[0].replace("#", "").split(", ") if x}
     unknown = report.split("outcome unknown (check them): ", 1)[1].split(";")[0] if "unknown" in report else ""
     in_flight = {int(x) for x in unknown.replace("#", "").split(", ") if x}
-    assert changed <= tagged <= changed | in_flight  # nothing lost: every write is reported
+    assert changed == tagged and in_flight and not in_flight & tagged  # every write is reported, none lost
 
 
 async def test_workflow_tool_definitions(mcp: Client) -> None:
