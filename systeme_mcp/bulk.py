@@ -34,6 +34,12 @@ MAX_CONTACTS = 5000
 MEMBER_PAGES = 100  # cap on pages read to learn who is already in the target state
 REASON = 300  # characters of a failure reason kept
 
+def split(ids: list[int], members: set[int], *, adds: bool) -> tuple[list[int], list[int]]:
+    """(to change, already so), in the order given: adding skips members, removing skips non-members."""
+    todo = [i for i in ids if (i in members) != adds]
+    return todo, [i for i in ids if (i in members) == adds]
+
+
 FILTER = {"type": "object", "description": 'Or find_contacts filters, e.g. {"email_domain": "acme.test"}.'}
 
 
@@ -135,8 +141,7 @@ class BulkTool:
         sel = await self._select(ctx, args, crit)
         members, complete = await self._members(ctx, args)
         t = self.target
-        todo = [i for i in sel.ids if (i in members) != t.adds]
-        already = [i for i in sel.ids if (i in members) == t.adds]
+        todo, already = split(sel.ids, members, adds=t.adds)
         if not complete:
             sel.note += f" The {t.state} list was too long to read fully; some may be rewritten."
         dry_run = args.get("dry_run")
