@@ -34,6 +34,7 @@ MAX_CONTACTS = 5000
 MEMBER_PAGES = 100  # cap on pages read to learn who is already in the target state
 REASON = 300  # characters of a failure reason kept
 
+
 def split(ids: list[int], members: set[int], *, adds: bool) -> tuple[list[int], list[int]]:
     """(to change, already so), in the order given: adding skips members, removing skips non-members."""
     todo = [i for i in ids if (i in members) != adds]

@@ -41,7 +41,7 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def load_settings(options: dict[str, Any]) -> Any:
     """Settings from env/.env with CLI options on top; a clear message and exit on bad configuration."""
-    from .config import Settings
+    from .config import Settings  # lazy: `--help` need not load pydantic-settings
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -55,7 +55,7 @@ def serve(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
     settings = load_settings(vars(args))
     logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
-    from .transport import run
+    from .transport import run  # lazy: the server stack loads only when serving
 
     try:
         run(settings)
@@ -68,7 +68,7 @@ def tools(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="systeme-mcp tools", description="Print the tool table.")
     p.add_argument("--markdown", action="store_true", help="the README table (Markdown)")
     args = p.parse_args(argv)
-    from .docs import tool_table
+    from .docs import tool_table  # lazy: the catalog loads only for this command
 
     print(tool_table(markdown=args.markdown))
     return 0
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else "serve"
     if command == "sandbox":
-        from .sandbox.serve import main as sandbox_main
+        from .sandbox.serve import main as sandbox_main  # lazy: per subcommand
 
         return sandbox_main(argv)
     if command == "demo":
-        from .demo import main as demo_main
+        from .demo import main as demo_main  # lazy: per subcommand
 
         return demo_main(argv)
     if command == "tools":

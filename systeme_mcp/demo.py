@@ -8,6 +8,11 @@ import time
 from typing import Any
 
 import anyio
+from mcp import Client
+
+from .config import Settings
+from .projection import call_text
+from .server import serving
 
 Step = tuple[str, str, dict[str, Any]]
 
@@ -67,12 +72,6 @@ def _learn(tool: str, structured: dict[str, Any] | None, ctx: dict[str, Any]) ->
 
 
 async def _session(out: Any) -> int:
-    from mcp import Client
-
-    from .config import Settings
-    from .projection import call_text
-    from .server import serving
-
     started = time.perf_counter()
     settings = Settings(backend="sandbox", confirm_destructive=False)
     async with serving(settings) as server, Client(server) as client:

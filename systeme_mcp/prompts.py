@@ -97,7 +97,7 @@ PROMPTS = {
 }
 
 
-async def list_prompts(runtime: Runtime) -> types.ListPromptsResult:
+async def list_prompts(runtime: Runtime, _: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
     listed = [
         types.Prompt(
             name=p.name,
@@ -121,7 +121,8 @@ def _problem(message: str) -> MCPError:
     return MCPError(code=types.INVALID_PARAMS, message=message)
 
 
-async def get_prompt(runtime: Runtime, name: str, arguments: dict[str, str]) -> types.GetPromptResult:
+async def get_prompt(runtime: Runtime, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    name, arguments = params.name, dict(params.arguments or {})
     prompt = PROMPTS.get(name)
     if prompt is None:
         raise _problem(f"Unknown prompt {name!r}; prompts: {', '.join(PROMPTS)}.")

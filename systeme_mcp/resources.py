@@ -27,7 +27,7 @@ COUNTED = {
 COUNT_PAGES = 10  # counting stops here and answers "at least"
 
 
-async def list_resources(runtime: Runtime) -> types.ListResourcesResult:
+async def list_resources(runtime: Runtime, _: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
     listed = [
         types.Resource(
             uri="systeme://account",
@@ -44,7 +44,9 @@ async def list_resources(runtime: Runtime) -> types.ListResourcesResult:
     return types.ListResourcesResult(resources=listed)
 
 
-async def list_resource_templates(runtime: Runtime) -> types.ListResourceTemplatesResult:
+async def list_resource_templates(
+    runtime: Runtime, _: types.PaginatedRequestParams | None
+) -> types.ListResourceTemplatesResult:
     template = types.ResourceTemplate(
         uri_template="systeme://contacts/{id}",
         name="contact",
@@ -103,7 +105,8 @@ async def _contact(runtime: Runtime, contact_id: int) -> dict[str, Any]:
     return project(runtime.catalog.shapes["contact"], data)
 
 
-async def read_resource(runtime: Runtime, uri: str) -> types.ReadResourceResult:
+async def read_resource(runtime: Runtime, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    uri = str(params.uri)
     body: Any
     try:
         if uri == "systeme://account":

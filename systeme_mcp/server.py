@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp import types
 from mcp.server import Server, ServerRequestContext
@@ -23,6 +23,9 @@ from .registry import registry_for
 from .runtime import CallContext, Runtime, open_runtime
 
 log = logging.getLogger("systeme_mcp.server")
+
+Params = TypeVar("Params")
+Result = TypeVar("Result")
 
 INSTRUCTIONS = (
     "Tools for one Systeme.io account (contacts, tags, custom fields, courses, communities, subscriptions, "
@@ -60,33 +63,15 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
             answer = answers.internal_error(params.name, exc)
         return answers.sealed(answer, runtime.client.scrub)
 
-    async def list_resources(
-        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return await resources.list_resources(runtime)
+    def bound(
+        extension: Callable[[Runtime, Params], Awaitable[Result]],
+    ) -> Callable[[ServerRequestContext[Runtime], Params], Awaitable[Result]]:
+        """A request handler that answers from the runtime (resources, prompts, completions)."""
 
-    async def list_resource_templates(
-        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
-        return await resources.list_resource_templates(runtime)
+        async def handler(ctx: ServerRequestContext[Runtime], params: Params) -> Result:
+            return await extension(runtime, params)
 
-    async def read_resource(
-        ctx: ServerRequestContext[Runtime], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        return await resources.read_resource(runtime, str(params.uri))
-
-    async def list_prompts(
-        ctx: ServerRequestContext[Runtime], params: types.PaginatedRequestParams | None
-    ) -> types.ListPromptsResult:
-        return await prompts.list_prompts(runtime)
-
-    async def get_prompt(
-        ctx: ServerRequestContext[Runtime], params: types.GetPromptRequestParams
-    ) -> types.GetPromptResult:
-        return await prompts.get_prompt(runtime, params.name, dict(params.arguments or {}))
-
-    async def complete(ctx: ServerRequestContext[Runtime], params: types.CompleteRequestParams) -> types.CompleteResult:
-        return await prompts.complete(runtime, params)
+        return handler
 
     async def set_level(ctx: ServerRequestContext[Runtime], params: types.SetLevelRequestParams) -> types.EmptyResult:
         runtime.log_level = params.level
@@ -100,12 +85,12 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         lifespan=lifespan,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_list_resource_templates=list_resource_templates,
-        on_read_resource=read_resource,
-        on_list_prompts=list_prompts,
-        on_get_prompt=get_prompt,
-        on_completion=complete,
+        on_list_resources=bound(resources.list_resources),
+        on_list_resource_templates=bound(resources.list_resource_templates),
+        on_read_resource=bound(resources.read_resource),
+        on_list_prompts=bound(prompts.list_prompts),
+        on_get_prompt=bound(prompts.get_prompt),
+        on_completion=bound(prompts.complete),
     )
     # multi-round-trip request_state is encrypted, so a client cannot forge "the user confirmed"
     server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server.name))

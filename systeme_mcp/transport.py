@@ -68,7 +68,7 @@ def announce(settings: Settings) -> None:
 
 def http_app(server: Any, settings: Settings) -> ASGIApp:
     """The Streamable HTTP ASGI app at /mcp, with the transport's protections applied."""
-    from mcp.server.transport_security import TransportSecuritySettings
+    from mcp.server.transport_security import TransportSecuritySettings  # lazy: HTTP only (stdio start-up)
 
     host = settings.host
     token = settings.auth_token.get_secret_value() if settings.auth_token else ""
@@ -94,12 +94,12 @@ async def _run(settings: Settings) -> None:
     announce(settings)
     async with serving(settings) as server:
         if settings.transport == "stdio":
-            from mcp.server.stdio import stdio_server
+            from mcp.server.stdio import stdio_server  # lazy: per transport
 
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())
             return
-        import uvicorn
+        import uvicorn  # lazy: HTTP only (stdio start-up)
 
         app = http_app(server, settings)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")

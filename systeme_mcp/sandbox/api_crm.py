@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .routing import Call, Reply, Router, envelope, page_reply
+from .routing import Call, Reply, Router, envelope, named_page, page_reply
 from .store import LOCALES, Contact, FieldDef, Tag, iso
 from .validation import Body, domain_listed, valid_email
 
@@ -174,10 +174,7 @@ def tag_json(tag: Tag) -> dict[str, Any]:
 
 @router.route("GET", "/tags")
 def list_tags(call: Call) -> Reply:
-    page = call.page()
-    query = (call.query.text("query") or "").casefold()
-    tags = (t for t in call.store.tags.values() if query in t.name.casefold())
-    return page_reply(tags, page, lambda t: t.id, tag_json)
+    return named_page(call, call.store.tags.values(), tag_json)
 
 
 def _tag_name(call: Call, body: Body, current: int | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .routing import Call, Reply, Router, envelope, page_reply
+from .routing import Call, Reply, Router, child_page, envelope, named_page, page_reply
 from .store import Campaign, CampaignStep, Funnel, FunnelStep, Newsletter
 from .validation import Body, parse_datetime
 
@@ -26,11 +26,6 @@ CONTENT_LIMITS = {
 }
 
 
-def _query_filter(call: Call, rows: Any, name: Any) -> Any:
-    query = (call.query.text("query") or "").casefold()
-    return (r for r in rows if query in name(r).casefold())
-
-
 # ---------------------------------------------------------------------------- funnels
 def funnel_json(f: Funnel) -> dict[str, Any]:
     return {"id": f.id, "name": f.name, "isActive": f.is_active}
@@ -42,9 +37,7 @@ def step_json(s: FunnelStep) -> dict[str, Any]:
 
 @router.route("GET", "/funnels")
 def list_funnels(call: Call) -> Reply:
-    page = call.page()
-    rows = _query_filter(call, call.store.funnels.values(), lambda f: f.name)
-    return page_reply(rows, page, lambda f: f.id, funnel_json)
+    return named_page(call, call.store.funnels.values(), funnel_json)
 
 
 @router.route("GET", "/funnels/{id:int}")
@@ -65,10 +58,7 @@ def create_funnel(call: Call) -> Reply:
 
 @router.route("GET", "/funnels/{id:int}/steps")
 def list_funnel_steps(call: Call) -> Reply:
-    funnel = call.store.get(call.store.funnels, call.int_param("id"))
-    page = call.page()
-    rows = (s for s in call.store.funnel_steps.values() if s.funnel_id == funnel.id)
-    return page_reply(rows, page, lambda s: s.id, step_json)
+    return child_page(call, call.store.funnels, call.store.funnel_steps.values(), "funnel_id", step_json)
 
 
 @router.route("POST", "/funnels/{id:int}/steps")
@@ -107,9 +97,7 @@ def _campaign_fields(body: Body, *, required: bool) -> dict[str, str | None]:
 
 @router.route("GET", "/mailing/campaigns")
 def list_campaigns(call: Call) -> Reply:
-    page = call.page()
-    rows = _query_filter(call, call.store.campaigns.values(), lambda c: c.name)
-    return page_reply(rows, page, lambda c: c.id, campaign_json)
+    return named_page(call, call.store.campaigns.values(), campaign_json)
 
 
 @router.route("POST", "/mailing/campaigns")
@@ -158,10 +146,7 @@ def delete_campaign(call: Call) -> Reply:
 
 @router.route("GET", "/mailing/campaigns/{id:int}/steps")
 def list_campaign_steps(call: Call) -> Reply:
-    campaign = call.store.get(call.store.campaigns, call.int_param("id"))
-    page = call.page()
-    rows = (s for s in call.store.campaign_steps.values() if s.campaign_id == campaign.id)
-    return page_reply(rows, page, lambda s: s.id, campaign_step_json)
+    return child_page(call, call.store.campaigns, call.store.campaign_steps.values(), "campaign_id", campaign_step_json)
 
 
 @router.route("GET", "/mailing/campaign-steps/{id:int}")

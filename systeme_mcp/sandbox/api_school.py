@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .routing import Call, Reply, Router, page_reply
+from .routing import Call, Reply, Router, named_page, page_reply
 from .store import ACCESS_TYPES, PARTIAL_ACCESS, Community, Course, Enrollment, Membership, Subscription, iso
 from .validation import Body
 
@@ -128,10 +128,7 @@ def delete_enrollment(call: Call) -> Reply:
 # ---------------------------------------------------------------------------- community
 @router.route("GET", "/community/communities")
 def list_communities(call: Call) -> Reply:
-    page = call.page()
-    query = (call.query.text("query") or "").casefold()
-    rows = (c for c in call.store.communities.values() if query in c.name.casefold())
-    return page_reply(rows, page, lambda c: c.id, community_json)
+    return named_page(call, call.store.communities.values(), community_json)
 
 
 @router.route("POST", "/community/communities/{communityId:int}/memberships")

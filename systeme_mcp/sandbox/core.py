@@ -14,6 +14,7 @@ from .faults import Faults
 from .ratelimit import RateLimit, TokenBucket
 from .routing import Env, Options
 from .store import Store
+from .transport import SandboxTransport
 from .webhooks import WebhookSender
 
 if TYPE_CHECKING:
@@ -127,8 +128,6 @@ class Sandbox:
     # ------------------------------------------------------------------ access
     def transport(self) -> httpx2.AsyncBaseTransport:
         """An in-process httpx2 transport to this sandbox (faults become httpx2 network errors)."""
-        from .transport import SandboxTransport
-
         return SandboxTransport(self.app)
 
     def index(self) -> dict[str, Any]:

@@ -91,6 +91,21 @@ def page_reply(
     return Reply(200, {"items": [render(i) for i in page], "hasMore": more})
 
 
+def named_page(call: Call, rows: Iterable[Any], render: Callable[[Any], Any]) -> Reply:
+    """A page of the rows whose `name` contains `?query=` (case-insensitive), by id."""
+    query = (call.query.text("query") or "").casefold()
+    return page_reply((r for r in rows if query in r.name.casefold()), call.page(), lambda r: r.id, render)
+
+
+def child_page(
+    call: Call, parents: dict[int, Any], children: Iterable[Any], parent_field: str, render: Callable[[Any], Any]
+) -> Reply:
+    """A page of the children of the parent named by the path's `{id}` (404 if there is no such parent)."""
+    parent = call.store.get(parents, call.int_param("id"))
+    rows = (c for c in children if getattr(c, parent_field) == parent.id)
+    return page_reply(rows, call.page(), lambda c: c.id, render)
+
+
 def envelope(items: Iterable[Any]) -> Reply:
     """The collection envelope for endpoints without pagination parameters."""
     return Reply(200, {"items": list(items), "hasMore": False})

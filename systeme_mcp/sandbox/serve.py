@@ -33,7 +33,7 @@ class _DropInjected(logging.Filter):
 
 
 def _server(app: Any, *, log_level: str = "warning", access_log: bool = False) -> Any:
-    import uvicorn
+    import uvicorn  # lazy: in-process use of the sandbox never needs the HTTP server
 
     logging.getLogger("uvicorn.error").addFilter(_DropInjected())
     config = uvicorn.Config(

@@ -83,7 +83,7 @@ class WebhookSender:
         pending, self._pending = self._pending, []
         if not self.enabled or not pending:
             return
-        import httpx2
+        import httpx2  # lazy: only delivery to a real URL needs an HTTP client
 
         async with httpx2.AsyncClient(transport=self.transport, timeout=self.timeout) as client:
             for d in pending:
