@@ -91,6 +91,9 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         on_list_prompts=bound(prompts.list_prompts),
         on_get_prompt=bound(prompts.get_prompt),
         on_completion=bound(prompts.complete),
+        # one tool's input schema by name: the HTTP transport checks Mcp-Param headers without serialising the
+        # whole tool list on every call
+        get_tool_input_schema=lambda name: registry[name].tool.input_schema if name in registry else None,
     )
     # multi-round-trip request_state is encrypted, so a client cannot forge "the user confirmed"
     server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server.name))
