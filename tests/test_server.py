@@ -8,7 +8,6 @@ from systeme_mcp.registry import registry_for
 from systeme_mcp.runtime import Runtime
 from systeme_mcp.server import create_server
 
-
 pytestmark = pytest.mark.anyio
 
 
