@@ -28,10 +28,16 @@ def catalog() -> Catalog:
 
 
 @pytest.fixture
-def sandbox() -> Any:
+def sandbox_options() -> dict[str, Any]:
+    """Extra `Sandbox` options for `sandbox`; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def sandbox(sandbox_options: dict[str, Any]) -> Any:
     from systeme_mcp.sandbox import Sandbox
 
-    return Sandbox(rate_limit=None, membership_delay=0.0)
+    return Sandbox(**{"rate_limit": None, "membership_delay": 0.0, **sandbox_options})
 
 
 def sandbox_settings(**overrides: Any) -> Settings:
@@ -41,12 +47,21 @@ def sandbox_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def runtime(sandbox: Any, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
-    """The server's runtime on the sandbox; settings overrides via indirect parametrization. The client's waits
-    (backoff, Retry-After, pacing) run on a virtual clock: the same retries, no wall-clock time."""
+def runtime_settings() -> dict[str, Any]:
+    """Settings overrides for `runtime`; a test module overrides this fixture (e.g. to load every toolset)."""
+    return {}
+
+
+@pytest.fixture
+async def runtime(
+    sandbox: Any, runtime_settings: dict[str, Any], request: pytest.FixtureRequest
+) -> AsyncIterator[Runtime]:
+    """The server's runtime on the sandbox; settings overrides from `runtime_settings`, then from indirect
+    parametrization. The client's waits (backoff, Retry-After, pacing) run on a virtual clock: the same retries,
+    no wall-clock time."""
     from .helpers import VirtualClock
 
-    overrides: dict[str, Any] = getattr(request, "param", {})
+    overrides: dict[str, Any] = {**runtime_settings, **getattr(request, "param", {})}
     clock = VirtualClock()
     async with open_runtime(sandbox_settings(**overrides), sandbox=sandbox, sleep=clock.sleep, clock=clock) as rt:
         yield rt

@@ -1,9 +1,9 @@
 """Chaos test (issue 5): 1,000 mixed writes through the MCP tools against the sandbox with 20% of the answers
 faulted, then the sandbox's state is compared with what the answers said.
 
-Every answer is classified from what it tells the model: `applied` / `already_applied` (structured outcome),
-`not_applied` (an error that says nothing was changed), `unknown` (an error that says the outcome is unknown) or
-`unstated` (an error that says neither — a defect). Each operation touches its own target (a fresh email, tag
+Every answer is classified by its structured outcome — `applied` / `already_applied` / `not_applied` / `unknown` —
+which the text of an error must say too (nothing was changed, or the outcome is unknown); `unstated` is an answer
+without an outcome or whose text says otherwise (a defect). Each operation touches its own target (a fresh email, tag
 name, contact+tag pair, ...), plus deliberate repeats of earlier ones, so the expected final state of a target
 follows from its answers alone:
 - some answer applied/already_applied → present exactly once (otherwise: a lost write);
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from mcp import Client, types
 
+from systeme_mcp.calls import OUTCOMES
 from systeme_mcp.catalog import load_catalog
 from systeme_mcp.client import SystemeClient
 from systeme_mcp.runtime import Runtime
@@ -59,16 +60,21 @@ def phase_plan(phase: int) -> Any:
 
 
 def outcome_of(result: types.CallToolResult) -> str:
-    """What the answer tells the model about the write."""
-    if not result.is_error:
-        outcome = (result.structured_content or {}).get("outcome")
-        return str(outcome) if outcome else "unstated"
-    words = text(result).lower()
-    if "outcome unknown" in words:
-        return "unknown"
-    if any(s in words for s in ("nothing was changed", "never reached the api", "nothing was sent")):
-        return "not_applied"
-    return "unstated"
+    """What the answer tells the model about the write: its structured outcome, if an error's text agrees."""
+    outcome = (result.structured_content or {}).get("outcome")
+    if outcome not in OUTCOMES or (result.is_error and outcome not in ("not_applied", "unknown")):
+        return "unstated"
+    if result.is_error:
+        words = text(result).lower()
+        said = any(s in words for s in ("nothing was changed", "never reached the api", "nothing was sent"))
+        if ("outcome unknown" in words) != (outcome == "unknown") or said != (outcome == "not_applied"):
+            return "unstated"
+    return str(outcome)
+
+
+def error_kind(result: types.CallToolResult) -> str | None:
+    error = (result.structured_content or {}).get("error")
+    return str(error["kind"]) if isinstance(error, dict) else None
 
 
 @dataclass
@@ -164,7 +170,7 @@ class Chaos:
         self.report.operations += 1
         self.report.answers[outcome] += 1
         self.report.by_tool[tool] += 1
-        if "Invalid arguments" in text(result):
+        if error_kind(result) == "invalid_arguments":
             self.report.invalid.append(f"{tool} {arguments}: {text(result)[:200]}")  # a bug of this test
         note = re.search(r"\(The first answer was lost; (.*)\.\)", text(result))
         if note:

@@ -14,6 +14,7 @@ gateway backend with a planted Maton key that must never appear in any answer.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -55,6 +56,10 @@ SEMANTIC_TYPES = ("newsletter_html", "future_datetime")
 RULE_PROBLEM = re.compile(r"^\(arguments\)|required when|only allowed when|; at most \d+ per call")
 UNCLEAR = ("Traceback", "Internal error", 'File "', "object at 0x", "<class '", "NoneType", "KeyError")
 MAX_ANSWER_CHARS = 60_000  # a list page of 100 items stays well below; an echoed megabyte would not
+# The liveness probe after every call: an unknown tool. One letter, so the server's close-match search for a
+# suggestion rejects every tool name at its cheapest bound ("alive_check" made each probe ~0.2 ms slower, ~1 s
+# over the sweep's 4,000+ probes).
+ALIVE_PROBE = "z"
 
 
 # ---------------------------------------------------------------- valid arguments from a JSON Schema
@@ -152,8 +157,21 @@ def value_strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     return st.one_of(options)
 
 
+def _key(schema: Any) -> str:
+    """A hashable stand-in for a JSON schema, for the caches below (schemas are JSON: the round trip is lossless
+    and keeps the order of the properties)."""
+    return json.dumps(schema)
+
+
 def arguments_strategy(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """Argument objects valid against a tool's input schema: every required key, any subset of the rest."""
+    return _arguments_strategy(_key(schema))
+
+
+@functools.cache
+def _arguments_strategy(key: str) -> st.SearchStrategy[dict[str, Any]]:
+    # built and validated by hypothesis once per schema, not once per example
+    schema = json.loads(key)
     props = schema.get("properties", {})
     required = set(schema.get("required", []))
     return st.fixed_dictionaries(
@@ -204,12 +222,23 @@ def ecma(schema: Any) -> Any:
 
 
 def _prop_valid(schema: dict[str, Any], value: Any, *, formats: bool = False) -> bool:
+    return bool(_validator(_key(schema), formats).is_valid(value))
+
+
+@functools.cache
+def _validator(key: str, formats: bool) -> jsonschema.Draft202012Validator:
     checker = FORMAT_CHECKER if formats else None
-    return bool(jsonschema.Draft202012Validator(ecma(schema), format_checker=checker).is_valid(value))
+    return jsonschema.Draft202012Validator(ecma(json.loads(key)), format_checker=checker)
 
 
 def _bad_values(prop: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(kind, value) pairs that violate one property's schema."""
+    """(kind, value) pairs that violate one property's schema (a fresh list of the values computed once)."""
+    return copy.deepcopy(_bad_values_for(_key(prop)))
+
+
+@functools.cache
+def _bad_values_for(key: str) -> list[tuple[str, Any]]:
+    prop = json.loads(key)
     found: list[tuple[str, Any]] = []
     found += [("wrong_type", v) for v in WRONG_VALUES if not _prop_valid(prop, v)]
     types_ = _types(prop)
@@ -284,9 +313,18 @@ def sweep(schema: dict[str, Any]) -> list[Mutation]:
 UNKNOWN_NAMES = ["unknown_arg", "__proto__", "contactId", "../id", "id;drop", "é", "k" * 100_000, ""]
 
 
-@st.composite
-def invalid_arguments(draw: st.DrawFn, schema: dict[str, Any]) -> Mutation:
+def invalid_arguments(schema: dict[str, Any]) -> st.SearchStrategy[Mutation]:
     """A valid argument set with exactly one thing broken."""
+    return _invalid_arguments(_key(schema))
+
+
+@functools.cache
+def _invalid_arguments(key: str) -> st.SearchStrategy[Mutation]:
+    return _one_mutation(json.loads(key))
+
+
+@st.composite
+def _one_mutation(draw: st.DrawFn, schema: dict[str, Any]) -> Mutation:
     args = dict(draw(arguments_strategy(schema)))
     props = schema.get("properties", {})
     required = list(schema.get("required", []))
@@ -301,7 +339,7 @@ def invalid_arguments(draw: st.DrawFn, schema: dict[str, Any]) -> Mutation:
         args.pop(name, None)
         return Mutation("missing_required", args, {name})
     name = draw(st.sampled_from(sorted(props)))
-    bad_kind, value = draw(st.sampled_from(_bad_values(props[name])))
+    bad_kind, value = copy.deepcopy(draw(st.sampled_from(_bad_values_for(_key(props[name])))))
     args[name] = value
     return Mutation(bad_kind, args, {name})
 
@@ -417,7 +455,7 @@ async def _alive(h: Harness, tally: Tally, where: str) -> None:
     try:
         with anyio.fail_after(10):
             # ping is legacy-only; an unknown tool is answered by the server's tools/call itself, sends nothing
-            answer = await h.client.call_tool("alive_check", {})
+            answer = await h.client.call_tool(ALIVE_PROBE, {})
         assert answer.is_error and "Unknown tool" in answer_text(answer)
     except Exception as exc:
         tally.crashes += 1
@@ -584,10 +622,17 @@ def test_the_legacy_era_session_survives_valid_and_invalid_calls(legacy: Harness
 DECLARED = [name for name, t in registry_for_settings().items() if t.operation is not None]
 
 
+@functools.cache
+def _arguments_model(name: str) -> ArgumentsModel:
+    """The tool's arguments model, built once (pydantic model creation costs more than validating)."""
+    operation = registry_for_settings()[name].operation
+    assert operation is not None
+    return ArgumentsModel(operation)
+
+
 def _model_accepts(tool: ToolDef, args: dict[str, Any]) -> bool:
     try:
-        assert tool.operation is not None
-        ArgumentsModel(tool.operation).model.model_validate(args)
+        _arguments_model(tool.name).model.model_validate(args)
     except ValidationError:
         return False
     return True

@@ -86,7 +86,7 @@ async def test_declined_elicitation_sends_nothing(sandbox: Any, api: RawApi, mod
     async for client in _session(sandbox, mode, accept_with(answer)):
         before = len([r for r in sandbox.requests if r.method == "DELETE"])
         result = await client.call_tool("delete_tag", {"tag_id": tag_id})
-        assert not result.is_error and "Nothing was sent" in text(result)
+        assert not result.is_error
         assert result.structured_content == {"message": text(result), "outcome": "not_applied"}
         assert len([r for r in sandbox.requests if r.method == "DELETE"]) == before
     assert await api.status(f"/api/tags/{tag_id}") == 200
@@ -97,7 +97,11 @@ async def test_without_elicitation_an_explicit_confirm_is_required(sandbox: Any,
     hook = (await api.get("/api/webhooks"))["items"][0]
     async for client in _session(sandbox, mode):
         first = await client.call_tool("delete_webhook", {"webhook_id": hook["id"]})
-        assert first.is_error and hook["name"] in text(first) and "confirm=true" in text(first)
+        assert first.is_error and first.structured_content is not None
+        assert first.structured_content["outcome"] == "not_applied"
+        assert first.structured_content["error"] == {"kind": "needs_confirmation"}
+        assert hook["name"] in text(first)  # the text names what would be destroyed, and the exact call to confirm
+        assert f'delete_webhook(webhook_id="{hook["id"]}", confirm=true)' in text(first)
         assert await api.status(f"/api/webhooks/{hook['id']}") == 200
         second = await client.call_tool("delete_webhook", {"webhook_id": hook["id"], "confirm": True})
         assert not second.is_error, text(second)
@@ -117,7 +121,10 @@ async def test_deleting_something_missing_says_not_found_without_asking(sandbox:
     callback = accept_with(True)
     async for client in _session(sandbox, "legacy", callback):
         result = await client.call_tool("delete_contact", {"contact_id": 99999999})
-        assert result.is_error and "99999999" in text(result) and "404" in text(result)
+        assert result.is_error and result.structured_content is not None
+        assert result.structured_content["outcome"] == "not_applied"
+        assert result.structured_content["error"] == {"kind": "not_found", "status": 404}
+        assert "99999999" in text(result)  # the text names what does not exist
     assert callback.asked == []
 
 

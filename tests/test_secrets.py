@@ -25,6 +25,7 @@ from systeme_mcp.sandbox import FaultPlan, Sandbox
 from systeme_mcp.server import create_server
 from systeme_mcp.wire import RequestPlan
 
+from .helpers import VirtualClock
 from .test_fuzz import simple_value
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:The logging capability is deprecated")]
@@ -77,6 +78,7 @@ class Capture:
     answers: list[str] = field(default_factory=list)
     notifications: list[str] = field(default_factory=list)
     calls: int = 0
+    clock: VirtualClock = field(default_factory=VirtualClock)  # the client's waits: backoff, Retry-After, pacing
 
     def add(self, result: Any) -> None:
         self.answers.append(json.dumps(result.model_dump(mode="json", by_alias=True), ensure_ascii=False))
@@ -90,7 +92,8 @@ async def session(
         capture.notifications.append(json.dumps(params.model_dump(mode="json"), ensure_ascii=False))
 
     transport = upstream or sb.transport()
-    async with open_runtime(settings, transport=transport) as runtime:
+    clock = capture.clock  # backoff and Retry-After waits take no wall-clock time (the retries still happen)
+    async with open_runtime(settings, transport=transport, sleep=clock.sleep, clock=clock) as runtime:
         options: dict[str, Any] = {"mode": mode, "cache": None, "logging_callback": on_log}
         if mode != "legacy":
             options["log_level"] = "debug"
@@ -233,6 +236,7 @@ async def test_gateway_session_never_shows_the_maton_key_or_the_webhook_secret(
     assert capture.calls > 80
     assert any("webhook" in a and "planted" in a for a in capture.answers)  # the webhook really was created
     assert any(r.family == "gateway" for r in sb.requests)
+    assert capture.clock.now > capture.clock.start  # the injected faults were retried after a backoff
     assert_clean(capture, logs)
 
 
@@ -242,6 +246,7 @@ async def test_direct_session_never_shows_the_systeme_key(mode: str, logs: pytes
     async with session(sb, direct(sb), capture, mode) as client:
         await full_session(client, capture, sb)
     assert any(r.family == "direct" for r in sb.requests)
+    assert capture.clock.now > capture.clock.start  # the injected faults were retried after a backoff
     assert_clean(capture, logs)
 
 
@@ -284,7 +289,8 @@ async def test_exceptions_settings_and_runtime_never_carry_the_keys() -> None:
     texts: list[str] = []
     for settings in (gateway(sb, key=WRONG_KEY), direct(sb, key=WRONG_KEY), gateway(sb), direct(sb)):
         texts += [repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump())]
-        async with open_runtime(settings, transport=sb.transport()) as runtime:
+        clock = VirtualClock()
+        async with open_runtime(settings, transport=sb.transport(), sleep=clock.sleep, clock=clock) as runtime:
             texts.append(repr(runtime))
             plan = RequestPlan(method="GET", path="/api/contacts", query={}, body=None, api="systeme")
             try:

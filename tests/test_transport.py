@@ -56,7 +56,8 @@ async def test_stdio_server_lists_and_calls_tools() -> None:
             tools = (await client.list_tools()).tools
             assert len(tools) >= 36
             result = await client.call_tool("list_tags", {"limit": 10})
-            assert not result.is_error and "tag" in text(result)
+            assert not result.is_error and result.structured_content, text(result)
+            assert result.structured_content["items"] and all("name" in i for i in result.structured_content["items"])
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -42,6 +42,15 @@ async def error(mcp: Client, tool: str, **arguments: Any) -> str:
     return text(result)
 
 
+async def refused(mcp: Client, tool: str, **arguments: Any) -> str:
+    """A write tool's arguments refused before anything was sent: its structured outcome, then its text."""
+    result = await mcp.call_tool(tool, arguments)
+    assert result.is_error and result.structured_content is not None, text(result)
+    assert result.structured_content["outcome"] == "not_applied"
+    assert result.structured_content["error"] == {"kind": "invalid_arguments"}
+    return text(result)
+
+
 def values(contact: dict[str, Any]) -> dict[str, str]:
     return {f["slug"]: f["value"] or "" for f in contact["fields"]}
 
@@ -231,7 +240,7 @@ async def test_bulk_enroll_skips_the_enrolled_and_reports_failures(
     enrolled = {e["contact"]["id"] for e in await api.all_items("/api/school/enrollments", course=course_id)}
     fresh = [c["id"] for c in contacts if c["id"] not in enrolled][:4]
     ids = [*fresh, next(iter(enrolled)), 999_999]
-    assert "`modules`" in await error(
+    assert "`modules`" in await refused(
         mcp, "bulk_enroll", contact_ids=ids, course_id=course_id, access_type="partial_access"
     )
     preview = await ok(
@@ -260,12 +269,12 @@ async def test_bulk_add_to_community(mcp: Client, api: RawApi, contacts: list[An
 
 async def test_bulk_arguments_are_checked_before_anything_is_sent(mcp: Client, sandbox: Any) -> None:
     before = requests_seen(sandbox)
-    both = await error(mcp, "bulk_add_tag", contact_ids=[1], filter={"email_domain": "acme.test"}, tag_id=1)
+    both = await refused(mcp, "bulk_add_tag", contact_ids=[1], filter={"email_domain": "acme.test"}, tag_id=1)
     assert "exactly one of `contact_ids`" in both
-    assert "exactly one of" in await error(mcp, "bulk_add_tag", tag_id=1)
-    assert "`filter.bogus`" in await error(mcp, "bulk_add_tag", filter={"bogus": 1}, tag_id=1)
-    assert "`filter.max_pages`" in await error(mcp, "bulk_add_tag", filter={"max_pages": 0}, tag_id=1)
-    assert "`tag_id`" in await error(mcp, "bulk_add_tag", contact_ids=[1])
+    assert "exactly one of" in await refused(mcp, "bulk_add_tag", tag_id=1)
+    assert "`filter.bogus`" in await refused(mcp, "bulk_add_tag", filter={"bogus": 1}, tag_id=1)
+    assert "`filter.max_pages`" in await refused(mcp, "bulk_add_tag", filter={"max_pages": 0}, tag_id=1)
+    assert "`tag_id`" in await refused(mcp, "bulk_add_tag", contact_ids=[1])
     assert requests_seen(sandbox) == before
 
 

@@ -7,6 +7,7 @@ sandbox).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import httpx2
@@ -38,6 +39,13 @@ class Swap:
 
 
 @pytest.fixture(scope="session")
+def tls() -> ssl.SSLContext:
+    """The default verifying TLS context, built once: an httpx2 client builds one per client otherwise (loading
+    the CA bundle, ~30 ms each), although the loopback server speaks plain HTTP."""
+    return ssl.create_default_context()
+
+
+@pytest.fixture(scope="session")
 def http_server() -> Iterator[tuple[Swap, str]]:
     swap = Swap()
     with running(swap) as base:
@@ -59,7 +67,7 @@ async def client(request: pytest.FixtureRequest, sb: Sandbox) -> AsyncIterator[h
         return
     swap, base = request.getfixturevalue("http_server")
     swap.current = sb
-    async with httpx2.AsyncClient(base_url=base, headers=KEY, timeout=5.0) as c:
+    async with httpx2.AsyncClient(base_url=base, headers=KEY, timeout=5.0, verify=request.getfixturevalue("tls")) as c:
         yield c
 
 

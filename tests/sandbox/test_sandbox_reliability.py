@@ -214,7 +214,7 @@ async def test_network_faults_over_http() -> None:
                 with pytest.raises(httpx2.TransportError):
                     await c.post("/api/tags", json={"name": kind})
                 assert (kind in _tags(sb)) is applied
-            sb.faults.set(FaultPlan(kinds=("timeout_after",), timeout_seconds=0.5))
+            sb.faults.set(FaultPlan(kinds=("timeout_after",), timeout_seconds=0.3))  # the client gives up at 0.1 s
             with pytest.raises(httpx2.ReadTimeout):
                 await c.post("/api/tags", json={"name": "late"}, timeout=0.1)
             assert "late" in _tags(sb)

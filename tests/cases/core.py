@@ -1,23 +1,13 @@
-"""Every tool through a real MCP client session, in both protocol eras, against the sandbox:
-the happy path (state checked through the sandbox's own HTTP API), an invalid argument (isError, the
-argument named, nothing sent) and an upstream error."""
+"""Happy-path cases of the core tools (contacts, tags, fields, school, community, payment, webhooks,
+connections): each calls its tool through the MCP client and checks the result through the sandbox's own HTTP
+API."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
 from mcp import Client
 
-from systeme_mcp.catalog import Catalog
-
-from .helpers import Cases, RawApi, ok, requests_seen, text
-from .test_catalog import REQUIRED_TOOLS
-
-pytestmark = pytest.mark.anyio
-
-CASES = Cases()
-case = CASES.register
+from ..helpers import RawApi, ok
+from . import case
 
 
 # ---------------------------------------------------------------- contacts
@@ -341,95 +331,3 @@ async def _delete_connection(mcp: Client, api: RawApi) -> None:
     await ok(mcp, "delete_connection", connection_id=connection_id)
     listed = await ok(mcp, "list_connections")
     assert connection_id not in [i["connection_id"] for i in listed["items"]]
-
-
-# ---------------------------------------------------------------- the parametrized tests
-def test_every_tool_has_a_happy_path_case() -> None:
-    assert sorted(CASES) == sorted(REQUIRED_TOOLS)
-
-
-@pytest.mark.parametrize("tool", REQUIRED_TOOLS)
-async def test_happy_path_changes_the_sandbox(tool: str, mcp: Client, api: RawApi) -> None:
-    await CASES[tool](mcp, api)
-
-
-def _invalid_value(prop: dict[str, Any]) -> Any:
-    """A value the schema forbids, chosen from the property's own constraints."""
-    if "enum" in prop:
-        return "not-a-choice"
-    if prop.get("format") == "uuid":
-        return "not-a-uuid"
-    if prop.get("format") == "email":
-        return "not-an-email"
-    if prop.get("format") == "uri":
-        return "ftp://files.example.com/x"
-    if prop.get("format") == "date-time":
-        return "yesterday"
-    if prop.get("type") == "integer":
-        return (prop.get("minimum") or 1) - 1
-    if prop.get("type") == "array":
-        return []
-    if prop.get("pattern"):
-        return "no spaces allowed!"
-    if prop.get("type") == "boolean":
-        return "yes"
-    return 12345
-
-
-@pytest.mark.parametrize("tool", REQUIRED_TOOLS)
-async def test_invalid_argument_is_named_and_nothing_is_sent(
-    tool: str, mcp: Client, catalog: Catalog, sandbox: Any
-) -> None:
-    schema = (await mcp.list_tools()).tools
-    props = next(t for t in schema if t.name == tool).input_schema["properties"]
-    if props:
-        name, prop = next(iter(props.items()))
-        arguments = {name: _invalid_value(prop)}
-    else:
-        name, arguments = "bogus", {"bogus": 1}
-    before = requests_seen(sandbox)
-    result = await mcp.call_tool(tool, arguments)
-    assert result.is_error
-    assert f"`{name}`" in text(result) and "nothing was sent" in text(result)
-    assert requests_seen(sandbox) == before, "an invalid call reached the API"
-
-
-def _valid_value(prop: dict[str, Any]) -> Any:
-    """A value the schema allows (ids need not exist: the injected fault answers first)."""
-    samples = {
-        "uuid": "3f2c8e0a-9d4b-4c1e-8f7a-2b6d5e4c3a10",
-        "email": "someone@example.com",
-        "uri": "https://hooks.example.com/x",
-        "date-time": "2024-01-01T00:00:00+00:00",
-    }
-    if "enum" in prop:
-        return prop["enum"][0]
-    if prop.get("format") in samples:
-        return samples[prop["format"]]
-    if prop.get("type") == "array":
-        return [prop["items"]["enum"][0]] if "enum" in prop["items"] else [1]
-    kind = prop.get("type")
-    return {"integer": max(1, prop.get("minimum") or 1), "boolean": True, "object": {}}.get(str(kind), "valid_text")
-
-
-def valid_arguments(catalog: Catalog, tool: str) -> dict[str, Any]:
-    from systeme_mcp.schemas import input_schema
-
-    op = catalog[tool]
-    schema = input_schema(op)
-    names = list(schema.get("required", []))
-    if op.at_least_one:
-        names.append(next(n for n, p in op.params.items() if p.location != "path" and n not in names))
-    return {n: _valid_value(schema["properties"][n]) for n in names}
-
-
-@pytest.mark.parametrize("runtime", [{"max_attempts": 1}], indirect=True)  # no retry waits
-@pytest.mark.parametrize("tool", REQUIRED_TOOLS)
-async def test_upstream_error_is_explained(tool: str, mcp: Client, catalog: Catalog, sandbox: Any) -> None:
-    from systeme_mcp.sandbox import FaultPlan
-
-    sandbox.faults.set(FaultPlan(rate=1.0, kinds=("500",), seed=1))
-    result = await mcp.call_tool(tool, valid_arguments(catalog, tool))
-    assert result.is_error, text(result)
-    assert "500" in text(result)
-    assert "Traceback" not in text(result)
