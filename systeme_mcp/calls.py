@@ -5,7 +5,11 @@ This is the only place that decides what a failure means for a write:
 - a non-idempotent write (POST) with an ambiguous failure is settled from its declaration (`_settle`):
   `verify` reads the state back (found → applied; absent → safe to send again), `already` resends and takes
   the API's "already used / already cancelled" refusal as proof the lost attempt applied it; neither → unknown;
-- "already done" is recognised on the API's own error detail and violations, never on our wording.
+- "already done" is recognised on the API's own error detail and violations, never on our wording;
+- an answer is believed only if it can be the declared result (`SystemeClient.expect`: JSON where a result is
+  declared, a list of items for a list, an object for an item); otherwise it is an UnexpectedAnswer — for a
+  write, like a 3xx or an over-large answer, one after which the write may have happened;
+- one call shares one deadline (`call_deadline`): the request, its retries and any read-back to settle it.
 Nothing here renders text: `answers.py` turns an `Outcome` into what the model reads.
 """
 
@@ -46,10 +50,12 @@ class Outcome:
 
 
 def ambiguous(exc: errors.SystemeError) -> bool:
-    """A failure after which a write may or may not have happened."""
+    """A failure after which a write may or may not have happened: no answer after sending, a 5xx, or an answer
+    that cannot be believed (a 3xx a proxy may have sent after forwarding it, not JSON, the wrong shape, too
+    large to read)."""
     if isinstance(exc, errors.TransportError):
         return exc.sent
-    return isinstance(exc, errors.ServerError)
+    return isinstance(exc, (errors.ServerError, errors.UnexpectedAnswer))
 
 
 def already_done(op: Operation, exc: errors.SystemeError) -> bool:
@@ -80,8 +86,9 @@ def failed(op: Operation, exc: errors.SystemeError) -> Outcome:
 async def execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan | None = None) -> Outcome:
     """Send one validated call of `op` under the exactly-once rules; never raises a SystemeError."""
     plan = plan or build_request(op, args)
+    deadline = ctx.client.deadline()
     try:
-        answer = await ctx.client.send(plan)
+        answer = ctx.client.expect(op, plan, await ctx.client.send(plan, deadline=deadline), ctx.catalog.shape(op))
     except errors.NotFound as exc:
         if op.method == "DELETE" and exc.attempts > 1:
             # A DELETE is only retried after a failure that may have come after the delete was done (a lost
@@ -90,15 +97,18 @@ async def execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: R
             return Outcome(OutcomeKind.ALREADY_APPLIED, note="an earlier attempt had already deleted it")
         return failed(op, exc)
     except errors.SystemeError as exc:
-        if op.read_only or op.is_idempotent or not ambiguous(exc):
-            return failed(op, exc)
-        return await _settle(ctx, op, args, plan, exc)
+        if op.read_only or op.is_idempotent or not ambiguous(exc) or isinstance(exc, errors.DeadlineExceeded):
+            return failed(op, exc)  # past the deadline there is no time left to read back
+        return await _settle(ctx, op, args, plan, exc, deadline)
     return Outcome(OutcomeKind.APPLIED, answer.data)
 
 
 async def read(ctx: CallContext, tool: str, args: dict[str, Any]) -> Any:
-    """The data of one declared read (retried by the client); raises the SystemeError if it fails."""
-    return (await ctx.client.send(build_request(ctx.catalog[tool], args))).data
+    """The data of one declared read (retried by the client), checked against its declaration; raises the
+    SystemeError if it fails."""
+    op = ctx.catalog[tool]
+    plan = build_request(op, args)
+    return ctx.client.expect(op, plan, await ctx.client.send(plan), ctx.catalog.shape(op)).data
 
 
 def _matches(item: Any, find: dict[str, str], args: dict[str, Any]) -> bool:
@@ -112,12 +122,13 @@ def _matches(item: Any, find: dict[str, str], args: dict[str, Any]) -> bool:
     return True
 
 
-async def _find(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Any | None:
+async def _find(ctx: CallContext, op: Operation, args: dict[str, Any], deadline: float) -> Any | None:
     """The record the write would have made, if it exists now (the `verify` list, pages followed)."""
     assert op.verify is not None
     check = ctx.catalog[op.verify.tool]
     check_args = {name: args[source] for name, source in op.verify.match.items() if source in args}
-    async for page in ctx.client.pages(check, check_args, READ_BACK_PAGES):
+    pages = ctx.client.pages(check, check_args, READ_BACK_PAGES, deadline=deadline, shape=ctx.catalog.shape(check))
+    async for page in pages:
         for item in page.items:
             if _matches(item, op.verify.find, args):
                 return item
@@ -125,14 +136,19 @@ async def _find(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Any | 
 
 
 async def _settle(
-    ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan, failure: errors.SystemeError
+    ctx: CallContext,
+    op: Operation,
+    args: dict[str, Any],
+    plan: RequestPlan,
+    failure: errors.SystemeError,
+    deadline: float,
 ) -> Outcome:
     """Settle a non-idempotent write whose answer was lost: read back, resend only if absent."""
     rounds = max(1, ctx.runtime.settings.max_attempts - 1)
     for _ in range(rounds):
         if op.verify is not None:
             try:
-                found = await _find(ctx, op, args)
+                found = await _find(ctx, op, args, deadline)
             except errors.SystemeError as unread:
                 if ambiguous(unread) or isinstance(unread, errors.RateLimited):
                     continue  # the read-back itself failed for a passing reason: read again next round
@@ -145,7 +161,7 @@ async def _settle(
             return Outcome(OutcomeKind.UNKNOWN, error=failure)
         await ctx.log("info", f"{op.name}: answer was lost and the write is not there; sending it again")
         try:
-            answer = await ctx.client.send(plan)
+            answer = ctx.client.expect(op, plan, await ctx.client.send(plan, deadline=deadline), ctx.catalog.shape(op))
         except errors.SystemeError as exc:
             if already_done(op, exc):
                 return Outcome(OutcomeKind.ALREADY_APPLIED, note="the repeat was refused as already done")

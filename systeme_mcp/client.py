@@ -11,15 +11,22 @@ Retry rules:
   (the API rejected it before doing anything). Any other failure is reported as ambiguous (`sent=True`) so
   the caller can check whether the write happened before doing anything else.
 Waits are anyio sleeps, so an MCP cancellation interrupts them.
+Everything the upstream sends is untrusted (`upstream.py`):
+- bodies are streamed and capped at `max_response_bytes`, on the wire and decompressed (AnswerTooLarge);
+- a whole `send` — pacing waits, every attempt, backoffs — ends by its deadline (`call_deadline`): a wait that
+  would pass it is refused at once (PacedOut / RateLimited saying when to retry), a drip-fed or stalled answer
+  is cut there (DeadlineExceeded);
+- only a 2xx is a success: a 3xx is Redirected (never followed); JSON strings are always valid Unicode.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -27,9 +34,9 @@ import httpx2
 
 from . import errors
 from .auth import ApiKeyAuth, BearerAuth
-from .catalog import Operation
+from .catalog import Operation, ResultShape
 from .config import Settings
-from .pacing import Pacer
+from .pacing import Pacer, WaitTooLong
 from .policy import (
     CONNECT_TIMEOUT_CAP,
     ERROR_TEXT_CHARS,
@@ -41,6 +48,7 @@ from .policy import (
     parse_retry_after,
 )
 from .projection import items_of
+from .upstream import Overflow, answer_problem, decode_json, location_host, read_body
 from .wire import RequestPlan, build_request
 
 log = logging.getLogger("systeme_mcp.client")
@@ -50,10 +58,23 @@ SANDBOX_KEY = "sandbox-maton-key"
 
 @dataclass(frozen=True)
 class Response:
+    """An answer. `is_json` False: a non-empty body that is not JSON (`data` is then its text, cut); `size`:
+    bytes of the decoded body."""
+
     status: int
     data: Any
     headers: dict[str, str]
     attempts: int = 1
+    is_json: bool = True
+    size: int = 0
+
+
+@dataclass
+class _Tries:
+    """One `send`: attempts made, and whether any of them may have reached the server."""
+
+    attempts: int = 0
+    sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,9 +99,13 @@ class SystemeClient:
     ) -> None:
         self.settings = settings
         self.backend = settings.resolved_backend
-        self._secrets = settings.secrets() + ([SANDBOX_KEY] if self.backend == "sandbox" else [])
+        self._secrets = settings.secret_pattern(*([SANDBOX_KEY] if self.backend == "sandbox" else []))
         self._sleep = sleep
         self._clock = clock
+        # seconds one request may take in all; left at its default it never cuts a longer retry budget set
+        self.call_deadline = settings.call_deadline
+        if "call_deadline" not in settings.model_fields_set:
+            self.call_deadline = max(settings.call_deadline, settings.retry_budget)
         self.pacer = Pacer(sleep=sleep, clock=clock)
         self._http = httpx2.AsyncClient(
             transport=transport,
@@ -126,23 +151,33 @@ class SystemeClient:
         return auth
 
     def scrub(self, text: str) -> str:
-        """Remove every secret from text that may be shown to the model or logged."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        """Remove every secret from text that may be shown to the model or logged: in any letter case, plain,
+        URL-encoded or JSON-escaped (values too short to be a real secret are left alone; start-up warns)."""
+        return self._secrets.sub("[redacted]", text) if self._secrets else text
 
     # ------------------------------------------------------------------ sending
-    async def pages(self, op: Operation, args: dict[str, Any], max_pages: int) -> AsyncIterator[Page]:
+    async def pages(
+        self,
+        op: Operation,
+        args: dict[str, Any],
+        max_pages: int,
+        *,
+        deadline: float | None = None,
+        shape: ResultShape | None = None,
+    ) -> AsyncIterator[Page]:
         """The pages of list operation `op`, at most `max_pages`, each request retried as `send` does.
 
         Pages of the largest size the operation allows unless `args` sets `limit`; the next cursor is the last
-        item's id (`starting_after`). The last page yielded has `has_more` True when the cap stopped it.
+        item's id (`starting_after`). The last page yielded has `has_more` True when the cap stopped it. A page
+        that is not a list of items (`upstream.answer_problem`) raises UnexpectedAnswer: never read as empty.
+        `deadline`: one deadline for every page (default: each page its own).
         """
         query = dict(args)
         if "limit" in op.params and "limit" not in query:
             query["limit"] = op.params["limit"].maximum or PAGE_SIZE
         for _ in range(max_pages):
-            data = (await self.send(build_request(op, query))).data
+            plan = build_request(op, query)
+            data = self.expect(op, plan, await self.send(plan, deadline=deadline), shape).data
             items = items_of(op, data)
             has_more = bool(data.get("hasMore")) if isinstance(data, dict) and op.paginated else False
             last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
@@ -152,28 +187,58 @@ class SystemeClient:
                 return
             query["starting_after"] = last
 
-    async def send(self, plan: RequestPlan) -> Response:
-        """Send `plan` under the retry policy; return the answer or raise a SystemeError."""
+    @staticmethod
+    def expect(op: Operation, plan: RequestPlan, answer: Response, shape: ResultShape | None = None) -> Response:
+        """`answer`, if it can be `op`'s declared result; else UnexpectedAnswer saying what came instead."""
+        kind = answer.headers.get("content-type", "")
+        problem = answer_problem(
+            op, answer.data, is_json=answer.is_json, size=answer.size, content_type=kind, shape=shape
+        )
+        if problem is None:
+            return answer
+        raise errors.UnexpectedAnswer(status=answer.status, detail=problem, request=plan.describe())
+
+    def deadline(self) -> float:
+        """The deadline, on the client's clock, of a call starting now (`call_deadline` seconds from now)."""
+        return self._clock() + self.call_deadline
+
+    async def send(self, plan: RequestPlan, *, deadline: float | None = None) -> Response:
+        """Send `plan` under the retry policy; return the answer or raise a SystemeError. Nothing — pacing,
+        attempts, backoff, a drip-fed body — runs past `deadline` (default: `call_deadline` from now)."""
         if self.settings.read_only and plan.method != "GET":
             raise errors.ReadOnlyRefused(plan.describe())
+        deadline = self.deadline() if deadline is None else deadline
+        tries = _Tries()
+        with anyio.move_on_after(max(0.0, deadline - self._clock())):  # anyio's clock: real network time
+            return await self._send(plan, deadline, tries)
+        limit, write = self.call_deadline, plan.method != "GET"
+        failure = errors.DeadlineExceeded(plan.describe(), "deadline", sent=tries.sent, deadline=limit, write=write)
+        failure.attempts = max(1, tries.attempts)
+        log.info("%s: %s", plan.describe(), failure.message())
+        raise failure
+
+    async def _send(self, plan: RequestPlan, deadline: float, tries: _Tries) -> Response:
         started = self._clock()
-        attempt = 0
         while True:
-            attempt += 1
-            outcome = await self._attempt(plan)
-            if isinstance(outcome, Response) and outcome.status < 400:
-                return Response(outcome.status, outcome.data, outcome.headers, attempt)
+            tries.attempts += 1
+            outcome = await self._attempt(plan, deadline, tries)
+            if isinstance(outcome, Response) and 200 <= outcome.status < 300:
+                return replace(outcome, attempts=tries.attempts)
             failure = outcome if isinstance(outcome, errors.SystemeError) else self._error(plan, outcome)
-            delay = self._retry_delay(plan, failure, attempt, self._clock() - started)
+            delay = self._retry_delay(plan, failure, tries.attempts, self._clock() - started)
+            if delay is not None and self._clock() + delay > deadline:
+                if isinstance(failure, errors.RateLimited) and failure.deadline is None:
+                    failure.deadline = self.call_deadline  # says the wait was not taken, and why
+                delay = None
             if delay is None:
-                failure.attempts = attempt
+                failure.attempts = tries.attempts
                 raise failure
             log.info("retrying %s in %.2fs after: %s", plan.describe(), delay, self.scrub(failure.message()))
             if not isinstance(failure, errors.RateLimited):  # after a 429 the shared pacer holds every request
                 await self._sleep(delay)
 
     def _retry_delay(self, plan: RequestPlan, failure: errors.SystemeError, attempt: int, spent: float) -> float | None:
-        if attempt >= self.settings.max_attempts:
+        if attempt >= self.settings.max_attempts or isinstance(failure, errors.PacedOut):
             return None
         retry_after: float | None = None
         if isinstance(failure, errors.RateLimited):
@@ -193,48 +258,80 @@ class SystemeClient:
             return None
         return delay
 
-    async def _attempt(self, plan: RequestPlan) -> Response | errors.SystemeError:
-        await self.pacer.acquire()
+    async def _attempt(self, plan: RequestPlan, deadline: float, tries: _Tries) -> Response | errors.SystemeError:
         try:
-            return await self._exchange(plan)
+            await self.pacer.acquire(deadline)
+        except WaitTooLong as held:
+            wait = float(max(1, math.ceil(held.wait)))
+            return errors.PacedOut(status=429, request=plan.describe(), retry_after=wait, deadline=self.call_deadline)
+        sent_before = tries.sent
+        try:
+            return await self._exchange(plan, tries)
         except httpx2.ConnectError as exc:
+            tries.sent = sent_before
             return errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
         except httpx2.TimeoutException as exc:
             sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
+            tries.sent = sent_before or sent
             return errors.TransportError(plan.describe(), "timed out waiting for the answer", sent=sent)
-        except httpx2.TransportError as exc:
+        except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
             reason = self.scrub(f"connection lost ({type(exc).__name__})")
             return errors.TransportError(plan.describe(), reason, sent=True)
 
-    async def _exchange(self, plan: RequestPlan) -> Response:
+    async def _exchange(self, plan: RequestPlan, tries: _Tries) -> Response | errors.SystemeError:
         content = None if plan.body is None else json.dumps(plan.body).encode()
         headers: dict[str, str] = {}
         if plan.body is not None:
             headers["Content-Type"] = "application/merge-patch+json" if plan.method == "PATCH" else "application/json"
+        observed = False
         try:
             auth = self._auth_for(plan)
-            answer = await self._http.request(
-                plan.method,
-                self._url(plan),
-                params=plan.query or None,
-                content=content,
-                headers=headers,
-                auth=auth,
+            tries.sent = True  # from here on the request may reach the server
+            stream = self._http.stream(
+                plan.method, self._url(plan), params=plan.query or None, content=content, headers=headers, auth=auth
             )
+            async with stream as answer:
+                status, headers = answer.status_code, dict(answer.headers)
+                self.pacer.observe(headers, status)
+                observed = True
+                try:
+                    body = await read_body(answer, self.settings.max_response_bytes)
+                except Overflow as over:
+                    cap = self.settings.max_response_bytes
+                    return self._unusable(plan, status, headers, f"the body was over the {cap}-byte cap", over)
+                except httpx2.DecodingError:
+                    encoding = self.scrub(headers.get("content-encoding", "")[:40])
+                    return self._unusable(plan, status, headers, f"the body could not be decoded ({encoding})")
         except BaseException:
-            self.pacer.observe({}, None)
+            if not observed:
+                self.pacer.observe({}, None)
             raise
-        headers = dict(answer.headers)
-        self.pacer.observe(headers, answer.status_code)
         data: Any = None
-        if answer.content:
-            try:
-                data = answer.json()
-            except ValueError:
-                data = self.scrub(answer.text[:ERROR_TEXT_CHARS])
-        return Response(answer.status_code, data, headers)
+        is_json = True
+        if body:
+            is_json, data = decode_json(body)
+            if not is_json:
+                data = self.scrub(body[: ERROR_TEXT_CHARS * 4].decode("utf-8", errors="replace")[:ERROR_TEXT_CHARS])
+        return Response(status, data, headers, is_json=is_json, size=len(body))
+
+    def _unusable(
+        self, plan: RequestPlan, status: int, headers: dict[str, str], reason: str, over: Overflow | None = None
+    ) -> Response | errors.SystemeError:
+        """A body that cannot be used (over the cap: `over`): an error status stays that error, with `reason` as
+        its text; a 3xx is Redirected; a 2xx is AnswerTooLarge or UnexpectedAnswer."""
+        log.warning("%s: unusable answer (%d): %s", plan.describe(), status, reason)
+        if status >= 300:
+            answer = Response(status, f"({reason})" if status >= 400 else None, headers, is_json=False)
+            return answer if status >= 400 else self._error(plan, answer)
+        if over is not None:
+            cap = self.settings.max_response_bytes
+            return errors.AnswerTooLarge(status, request=plan.describe(), cap=cap, read=over.read, decoded=over.decoded)
+        return errors.UnexpectedAnswer(status=status, detail=reason, request=plan.describe())
 
     def _error(self, plan: RequestPlan, answer: Response) -> errors.ApiError:
+        if 300 <= answer.status < 400:
+            host = self.scrub(location_host(answer.headers.get("location")))
+            return errors.Redirected(status=answer.status, detail="redirect", request=plan.describe(), host=host)
         data = answer.data
         if isinstance(data, (dict, list)):
             data = json.loads(self.scrub(json.dumps(data)))

@@ -4,6 +4,8 @@ Systeme.io's quota is a per-account token bucket; answers carry `X-RateLimit-Lim
 `X-RateLimit-Remaining` and `X-RateLimit-Refill` (seconds until the bucket refills; read as a Unix time when
 large). The pacer keeps an estimate of the tokens left — the server's count minus requests still in flight —
 and, when it reaches zero, holds new requests until the refill instead of letting them collect 429s.
+The header values are untrusted: `policy` clamps them (no header holds requests longer than MAX_RETRY_AFTER),
+and a caller with a deadline is refused at once (`WaitTooLong`) rather than held past it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from .policy import EPOCH_THRESHOLD, MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after
+from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_remaining, refill_wait
 
 
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+class WaitTooLong(Exception):
+    """The pacer would hold the request `wait` seconds, past the caller's deadline; nothing was taken."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"pacing would wait {wait:g} s")
+        self.wait = wait
 
 
 class Pacer:
@@ -38,10 +41,12 @@ class Pacer:
         self.in_flight = 0
         self._blocked_until = 0.0
 
-    async def acquire(self) -> None:
-        """Wait while the budget is spent, then count one more request in flight."""
-        async with self._lock:
-            while True:
+    async def acquire(self, deadline: float | None = None) -> None:
+        """Wait while the budget is spent, then count one more request in flight. `deadline` (on the pacer's
+        clock): raise WaitTooLong instead of waiting past it. Waits happen outside the lock, so each waiting
+        caller checks its own deadline."""
+        while True:
+            async with self._lock:
                 now = self._clock()
                 if now >= self._blocked_until and (self.remaining is None or self.remaining - self.in_flight >= 1):
                     self.in_flight += 1
@@ -50,7 +55,9 @@ class Pacer:
                     self.remaining = None
                     self._blocked_until = now + PACER_PROBE_WAIT
                 wait = min(MAX_RETRY_AFTER, self._blocked_until - now)
-                await self._sleep(wait)
+                if deadline is not None and now + wait > deadline:
+                    raise WaitTooLong(wait)
+            await self._sleep(wait)
 
     def observe(self, headers: dict[str, str], status: int | None) -> None:
         """Learn from an answer (status None: no answer) and release its in-flight slot."""
@@ -58,22 +65,18 @@ class Pacer:
         if status is None:
             return
         lower = {k.lower(): v for k, v in headers.items()}
-        remaining = _number(lower.get("x-ratelimit-remaining"))
-        refill = _number(lower.get("x-ratelimit-refill"))
-        if refill is not None and refill > EPOCH_THRESHOLD:
-            refill = max(0.0, refill - time.time())
+        remaining = rate_remaining(lower.get("x-ratelimit-remaining"))
+        refill = refill_wait(lower.get("x-ratelimit-refill"), time.time())
         now = self._clock()
         if status == 429:
             retry = parse_retry_after(lower.get("retry-after"))
             wait = retry.seconds if retry is not None else refill
-            self._blocked_until = max(
-                self._blocked_until, now + min(MAX_RETRY_AFTER, wait if wait is not None else 1.0)
-            )
+            self._blocked_until = max(self._blocked_until, now + (wait if wait is not None else 1.0))
             self.remaining = None
             return
         if remaining is None:
             return
         self.remaining = remaining
         if remaining < 1 and refill is not None:
-            self._blocked_until = max(self._blocked_until, now + min(MAX_RETRY_AFTER, refill))
+            self._blocked_until = max(self._blocked_until, now + refill)
             self.remaining = None

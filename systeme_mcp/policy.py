@@ -1,10 +1,14 @@
-"""The HTTP policy's numbers in one block, and the two pure rules built on them (backoff, Retry-After).
+"""The HTTP policy's numbers in one block, and the pure rules built on them (backoff, Retry-After, the
+X-RateLimit-* numbers).
 
 Everything about *when* to retry, wait or stop lives here; `client.py` applies it, `pacing.py` paces by it.
+Header values are untrusted: huge, negative, NaN, infinite or garbage values are clamped or ignored here, so
+no header can make the client wait longer than MAX_RETRY_AFTER (and the call deadline bounds even that).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +28,8 @@ BACKOFF_CAP = 8.0  # seconds, longest wait between two attempts
 MAX_RETRY_AFTER = 60.0
 PACER_PROBE_WAIT = 0.5  # budget spent and no refill time known: wait this long, then try again
 EPOCH_THRESHOLD = 1_000_000_000  # an X-RateLimit-Refill above this is a Unix time, not seconds
+MAX_RATE_COUNT = 1_000_000.0  # an X-RateLimit-Remaining above this is clamped to it
+HEADER_NUMBER_CHARS = 64  # a numeric header longer than this is garbage
 
 CONNECT_TIMEOUT_CAP = 10.0  # seconds; the read timeout is the configured SYSTEME_TIMEOUT
 ERROR_TEXT_CHARS = 500  # characters of a non-JSON error body kept (proxies answer with HTML pages)
@@ -53,21 +59,52 @@ class RetryAfter:
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> RetryAfter | None:
-    """Retry-After in either form RFC 9110 allows: delay-seconds or an HTTP-date; capped at MAX_RETRY_AFTER."""
+    """Retry-After in either form RFC 9110 allows: delay-seconds or an HTTP-date; capped at MAX_RETRY_AFTER.
+    Garbage and NaN are ignored (None); negative waits are 0; huge or infinite ones are capped."""
     if not value:
         return None
     text = value.strip()
+    if len(text) > HEADER_NUMBER_CHARS:
+        return None
     try:
         asked = float(text)
     except ValueError:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            asked = (when - (now or datetime.now(UTC))).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        asked = (when - (now or datetime.now(UTC))).total_seconds()
-    if asked != asked:  # NaN
+    if math.isnan(asked):
         return None
     asked = max(0.0, asked)
     return RetryAfter(min(asked, MAX_RETRY_AFTER), asked)
+
+
+def header_number(value: str | None) -> float | None:
+    """A numeric header's value, or None when absent, garbage, NaN or infinite."""
+    if value is None or len(value) > HEADER_NUMBER_CHARS:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def rate_remaining(value: str | None) -> float | None:
+    """X-RateLimit-Remaining: requests left, clamped to [0, MAX_RATE_COUNT]; None when unusable."""
+    number = header_number(value)
+    return None if number is None else min(MAX_RATE_COUNT, max(0.0, number))
+
+
+def refill_wait(value: str | None, now: float) -> float | None:
+    """X-RateLimit-Refill as seconds to wait, clamped to [0, MAX_RETRY_AFTER]; a value above EPOCH_THRESHOLD is
+    a Unix time (`now`: the current Unix time). None when unusable."""
+    number = header_number(value)
+    if number is None:
+        return None
+    if number > EPOCH_THRESHOLD:
+        number -= now
+    return min(MAX_RETRY_AFTER, max(0.0, number))
