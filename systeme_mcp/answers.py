@@ -3,8 +3,13 @@
 An answer is text for the model plus structuredContent for the app. Writes always say their `outcome`
 (applied / already_applied / not_applied / unknown) with a short `message`, failures included; a failure's
 text says what went wrong, whether anything changed, and what to do next. Lists are one line per item, cut at
-an item boundary to stay under `TEXT_BUDGET` characters, with the exact call for the next page. `sealed`
-removes every secret from an answer on its way out.
+an item boundary to stay under `TEXT_BUDGET` characters, with the exact call for the next page.
+
+`sealed` is the last step out of every answer: it removes every secret first (before any cut of its own, so no
+cut splits a key), makes invisible characters visible, turns forged `more:`/`next:`/`apply:` lines into quoted
+values, then bounds the answer: structuredContent within `STRUCTURED_BUDGET` bytes of JSON, text within
+`TEXT_LIMIT` bytes, saying in the text what was cut and how (see `bounds.py`). Cuts made earlier (values in a
+line, error texts) never end inside a token, so a key is kept whole (then scrubbed) or left out whole.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from typing import Any
 
 from mcp import types
 
-from . import errors
+from . import bounds, errors
 from .calls import Outcome, OutcomeKind
 from .catalog import Catalog, Operation
-from .confirm import KEY, SCHEMA, Ask, Decision, Declined, NeedsConfirm
-from .projection import call_text, cut, items_of, line, pick, project, target_words
+from .confirm import KEY, QUESTION_BUDGET, SCHEMA, Ask, Decision, Declined, NeedsConfirm
+from .projection import call_text, cut, cut_line, format_args, items_of, line, pick, project, target_words
 from .schemas import ArgumentError
 
-TEXT_BUDGET = 8_000  # characters; some CLIs cut tool text at 10 KB
+TEXT_BUDGET = 8_000  # characters of lines an answer aims for; some CLIs cut tool text at 10 KB
+TEXT_LIMIT = 10_000  # UTF-8 bytes: the hard cap `sealed` enforces on an answer's text (so on any line of it)
+STRUCTURED_BUDGET = 48_000  # UTF-8 bytes of compact JSON for structuredContent (with the text: under 64 KiB)
+STRING_BUDGET = 1_000  # characters per string value when structured content must shrink
+ERROR_BUDGET = 4_000  # characters of an error text
 VERBS = {"GET": "", "POST": "Created", "PUT": "Updated", "PATCH": "Updated", "DELETE": "Deleted"}
 
 Answer = types.CallToolResult | types.InputRequiredResult
@@ -55,13 +64,15 @@ def _write_failure(text: str, kind: OutcomeKind, error: dict[str, Any]) -> types
 # ---------------------------------------------------------------- refusals before anything is sent
 def invalid_arguments(exc: ArgumentError, *, write: bool) -> types.CallToolResult:
     """Arguments the API would reject: every problem, one line per argument; nothing was sent."""
+    text = cut(str(exc), ERROR_BUDGET)
     if write:
-        return _write_failure(str(exc), OutcomeKind.NOT_APPLIED, _error_info(exc, "invalid_arguments"))
-    return _result(str(exc), error=True)
+        return _write_failure(text, OutcomeKind.NOT_APPLIED, _error_info(exc, "invalid_arguments"))
+    return _result(text, error=True)
 
 
 def refused(text: str, *, write: bool, kind: str = "refused") -> types.CallToolResult:
     """A workflow that cannot proceed; `text` says why and what to do."""
+    text = cut(text, ERROR_BUDGET)
     if write:
         return _write_failure(text, OutcomeKind.NOT_APPLIED, {"kind": kind})
     return _result(text, error=True)
@@ -72,7 +83,7 @@ def decision(op: Operation, decided: Decision) -> Answer:
     match decided:
         case Ask(question=question, state=state):
             request = types.ElicitRequest(
-                params=types.ElicitRequestFormParams(message=question, requested_schema=SCHEMA)
+                params=types.ElicitRequestFormParams(message=cut(question, QUESTION_BUDGET), requested_schema=SCHEMA)
             )
             return types.InputRequiredResult(input_requests={KEY: request}, request_state=state)
         case NeedsConfirm(what=what, retry=retry):
@@ -112,9 +123,9 @@ def operation(
         verb = VERBS[op.method] if outcome.kind == OutcomeKind.APPLIED else ""
         obj = pick(outcome.data, op.result_path) if op.result_path else outcome.data
         structured["item"] = item = project(shape, obj)
-        text = cut((f"{verb} " if verb else "") + f"{shape.noun} {line(shape, item)}", TEXT_BUDGET)
+        text = cut_line((f"{verb} " if verb else "") + f"{shape.noun} {line(shape, item)}", TEXT_BUDGET)
     elif op.success:
-        text = op.success.format(**args)
+        text = format_args(op.success, args)
     else:
         text = f"{VERBS[op.method] or 'Done:'} {target_words(op, args)}."
     if outcome.kind == OutcomeKind.ALREADY_APPLIED:
@@ -129,15 +140,15 @@ def operation(
 
 
 def failure_text(op: Operation, args: dict[str, Any], outcome: Outcome) -> str:
-    """What failed, whether the write happened, and what to do next."""
+    """What failed, whether the write happened, and what to do next (within `ERROR_BUDGET` characters)."""
     exc = outcome.error
     assert exc is not None
     if isinstance(exc, errors.NotFound) and op.not_found:
-        text = f"{op.not_found.format(**args)} (404)."
+        text = f"{format_args(op.not_found, args)} (404)."
     elif isinstance(exc, errors.NotFound):
         text = dataclasses.replace(exc, what=target_words(op, args) if op.path_params else "").message()
     else:
-        text = exc.message()
+        text = cut(exc.message(), ERROR_BUDGET - 400)  # room for what follows
     if op.read_only:
         return text
     if outcome.kind == OutcomeKind.UNKNOWN and op.is_idempotent:
@@ -163,7 +174,8 @@ def failure_text(op: Operation, args: dict[str, Any], outcome: Outcome) -> str:
 
 
 def _page(catalog: Catalog, op: Operation, args: dict[str, Any], data: Any) -> tuple[str, dict[str, Any]]:
-    """A page of items: header, one line each, and the exact next call (or 'last page')."""
+    """A page of items: header, one line each, and the exact next call (or 'last page'); the items shown are as
+    many as fit both `TEXT_BUDGET` (text) and `STRUCTURED_BUDGET` (structured), so both end at the same item."""
     shape = catalog.shape(op)
     assert shape is not None
     items = [project(shape, o) for o in items_of(op, data)]
@@ -177,12 +189,23 @@ def _page(catalog: Catalog, op: Operation, args: dict[str, Any], data: Any) -> t
         lines.append(text)
         used += len(text) + 1
     shown = items[: len(lines)]
+    why = f"{TEXT_BUDGET} characters of text" if len(shown) < len(items) else ""
+    values_cut = 0
+    if bounds.size(shown) > STRUCTURED_BUDGET - 1_000:  # room for has_more, next and message
+        shown, values_cut = bounds.cut_strings(shown, STRING_BUDGET, top=False)
+        keep = max(1, bounds.fitting(shown, STRUCTURED_BUDGET - 1_000))
+        if keep < len(shown):
+            shown, lines, why = shown[:keep], lines[:keep], f"{STRUCTURED_BUDGET} bytes of structured content"
     cut_short = len(shown) < len(items)
     has_more = has_more or cut_short
     noun = shape.noun + ("" if len(items) == 1 else "s")
     header = f"{len(items)} {noun}" if items else f"No {shape.noun}s found"
     if cut_short:
-        header += f" (text shows the first {len(shown)} to stay under {TEXT_BUDGET} characters)"
+        header += f" (showing the first {len(shown)} to stay under {why})"
+    if values_cut:
+        header += (
+            f" ({values_cut} values over {STRING_BUDGET} characters cut in structured content, marked …[+N chars])"
+        )
     nxt: dict[str, Any] | None = None
     if has_more and shown and op.paginated:
         next_args = {k: v for k, v in args.items() if k != "starting_after"}
@@ -217,16 +240,42 @@ def internal_error(name: str, exc: BaseException) -> types.CallToolResult:
     )
 
 
+def _calls(structured: dict[str, Any] | None) -> set[str]:
+    """The tools this answer's structured content names as exact calls (`next`, `apply`)."""
+    found = (structured or {}).get("next"), (structured or {}).get("apply")
+    return {c["tool"] for c in found if isinstance(c, dict) and isinstance(c.get("tool"), str)}
+
+
 def sealed(answer: Answer, scrub: Callable[[str], str]) -> Answer:
-    """`answer` with every secret removed from its text and structured content (the last step out)."""
-    if not isinstance(answer, types.CallToolResult):
+    """`answer` made safe to send (the last step out): secrets removed first, then invisible characters made
+    visible, forged call lines quoted, lone surrogates replaced, and everything bounded (see the module doc)."""
+    if isinstance(answer, types.InputRequiredResult):
+        for request in (answer.input_requests or {}).values():
+            params = getattr(request, "params", None)
+            if isinstance(params, types.ElicitRequestFormParams):
+                params.message = bounds.safe_text(cut(scrub(params.message), QUESTION_BUDGET))
         return answer
-    for block in answer.content:
-        if isinstance(block, types.TextContent):
-            block.text = scrub(block.text)
-    if answer.structured_content is not None:
-        dumped = json.dumps(answer.structured_content, ensure_ascii=False)
-        clean = scrub(dumped)
+    structured = answer.structured_content
+    if structured is not None:
+        dumped = json.dumps(structured, ensure_ascii=False)
+        clean = bounds.no_surrogates(scrub(dumped))
         if clean != dumped:
-            answer.structured_content = json.loads(clean)
+            structured = json.loads(clean)
+    texts = [b for b in answer.content if isinstance(b, types.TextContent)]
+    for block in texts:
+        raw = scrub(block.text)
+        if len(raw) > 4 * TEXT_LIMIT:  # escaping below may lengthen it; never on a huge text
+            raw = bounds.bound_text(raw, 4 * TEXT_LIMIT)
+        block.text = bounds.safe_text(bounds.neutralize(raw, _calls(structured)))
+    if structured is not None:
+        text = texts[0].text if texts else ""
+        structured, text, notes = bounds.bound_structured(structured, STRUCTURED_BUDGET, STRING_BUDGET, text)
+        if texts:
+            texts[0].text = bounds.note_text(text, notes)
+        if notes and isinstance(structured.get("message"), str):
+            structured["message"] = _first_line(texts[0].text) if texts else structured["message"]
+        answer.structured_content = structured
+    room = TEXT_LIMIT // max(len(texts), 1)
+    for block in texts:
+        block.text = bounds.bound_text(block.text, room)
     return answer

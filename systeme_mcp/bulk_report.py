@@ -1,4 +1,7 @@
-"""What a bulk call found and did, and its preview and summary (text + structured content), bounded."""
+"""What a bulk call found and did, and its preview and summary (text + structured content), bounded.
+
+Account values (emails) and arguments reach the text through `projection.fence`: quoted and escaped when not
+plain, so they can never start a line or look like the `apply:` / `next:` lines only the server writes."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 from .answers import TEXT_BUDGET
 from .bulk_targets import Target
-from .projection import call_text
+from .projection import call_text, cut, fence
 
 LISTED = 200  # ids per list in structured content
 
@@ -42,7 +45,7 @@ def ids_text(ids: list[int], budget: int = 1500) -> str:
 
 
 def target_words(target: Target, args: dict[str, Any]) -> str:
-    return ", ".join(f"{n}={args[n]}" for n in target.target_args if n in args)
+    return ", ".join(f"{n}={fence(args[n])}" for n in target.target_args if n in args)
 
 
 def preview(
@@ -64,7 +67,7 @@ def preview(
     ]
     budget = TEXT_BUDGET - 2500
     for cid in todo:
-        row = f"#{cid} {sel.contacts[cid].get('email', '')}" if cid in sel.contacts else f"#{cid}"
+        row = f"#{cid} {fence(cut(str(sel.contacts[cid].get('email', ''))))}" if cid in sel.contacts else f"#{cid}"
         if budget - len(row) < 0:
             lines.append(f"… and {len(todo) - len(lines) + 1} more")
             break
@@ -100,7 +103,7 @@ def summary(t: Target, args: dict[str, Any], sel: Selection, tally: Tally) -> tu
         lines.append("failed:")
         budget = TEXT_BUDGET - sum(len(x) + 1 for x in lines) - 300
         for reason, ids in by_reason.items():
-            row = f"- {ids_text(ids, 300)}: {reason}"
+            row = f"- {ids_text(ids, 300)}: {' '.join(cut(reason, 400).split())}"
             if budget < len(row):
                 lines.append(f"- … {len(tally.failed) - sum(1 for x in lines if x.startswith('- '))} more")
                 break

@@ -7,6 +7,8 @@ The question names exactly what will be destroyed (read first: the contact's ema
 - It does not: the call must carry `confirm: true`; without it the answer says what would be destroyed and
   how to confirm, and nothing is sent.
 Confirmation can be switched off for unattended automation (SYSTEME_CONFIRM_DESTRUCTIVE=0 / --no-confirm).
+What the record holds is account data, typed by strangers: the question shows every value quoted and escaped
+(`projection.fence`), says it is "data from the account", and is scrubbed of secrets before it is cut.
 `decide` returns a `Decision`; `answers.decision` renders it.
 """
 
@@ -20,7 +22,7 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 from . import calls, errors
 from .catalog import Operation
-from .projection import items_of, line, pick, project, target_words
+from .projection import cut, cut_line, items_of, line, pick, project, target_words
 from .runtime import CallContext
 
 SCHEMA: dict[str, Any] = {
@@ -29,6 +31,8 @@ SCHEMA: dict[str, Any] = {
     "required": ["confirm"],
 }
 KEY = "confirm"
+WHAT_BUDGET = 1_500  # characters of the record shown in a question
+QUESTION_BUDGET = 2_000  # characters of a whole confirmation question
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str
         return words  # no way to read one record by id: name it by id
     read_args = {k: v for k, v in args.items() if k in reader.params and reader.params[k].location == "path"}
     data = await calls.read(ctx, reader.name, read_args)
+    data = json.loads(ctx.client.scrub(json.dumps(data)))  # secrets out before any value is cut
     if reader.is_list:
         match = [i for i in items_of(reader, data) if isinstance(i, dict) and str(i.get(shape.key)) == str(args[key])]
         if not match:
@@ -96,7 +101,7 @@ async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str
         data = match[0]
     elif reader.result_path:
         data = pick(data, reader.result_path)
-    item_line = line(shape, project(shape, data))
+    item_line = cut_line(line(shape, project(shape, data), quote=True), WHAT_BUDGET) + " (data from the account)"
     if op.target.on:
         return f"{words} on {op.target.on} {item_line}"
     return f"{shape.noun} {item_line}"
@@ -116,7 +121,7 @@ async def decide(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Decis
         if args.get("confirm") is True:
             return Proceed()
         return NeedsConfirm(what, {k: v for k, v in args.items() if k != "confirm"} | {"confirm": True})
-    question = f"{op.title}: {what}? This cannot be undone."
+    question = cut(ctx.client.scrub(f"{op.title}: {what}? This cannot be undone."), QUESTION_BUDGET)
     if _modern(ctx):
         params = ctx.params
         reply = (getattr(params, "input_responses", None) or {}).get(KEY)

@@ -2,7 +2,11 @@
 
 A prompt is a short, exact plan in terms of this server's tools (workflow tools first), so the model does the
 job in a few bounded calls. Completions: enum arguments from their declarations, and tag / course /
-community names read from the account."""
+community names read from the account.
+
+Bounded: each argument is cut at `ARG_BUDGET` characters and the rendered prompt at `PROMPT_BUDGET`, with
+non-printable characters escaped; completion values are names that can be typed (printable, at most
+`NAME_BUDGET` characters), so a picker never shows invisible or direction-changing text."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from typing import Any
 
 from mcp import MCPError, types
 
-from . import errors
+from . import bounds, errors
+from .answers import ERROR_BUDGET
+from .projection import cut, quoted
 from .resources import list_items
 from .runtime import Runtime
 
@@ -41,6 +47,9 @@ class PromptDef:
 
 
 ACCESS = ("full_access", "dripping_content")
+ARG_BUDGET = 500  # characters per prompt argument
+PROMPT_BUDGET = 8_000  # UTF-8 bytes of a rendered prompt
+NAME_BUDGET = 255  # characters of a completion value
 PROMPTS = {
     p.name: p
     for p in (
@@ -118,16 +127,16 @@ async def list_prompts(runtime: Runtime, _: types.PaginatedRequestParams | None)
 
 
 def _problem(message: str) -> MCPError:
-    return MCPError(code=types.INVALID_PARAMS, message=message)
+    return MCPError(code=types.INVALID_PARAMS, message=bounds.safe_text(cut(message, ERROR_BUDGET)))
 
 
 async def get_prompt(runtime: Runtime, params: types.GetPromptRequestParams) -> types.GetPromptResult:
-    name, arguments = params.name, dict(params.arguments or {})
+    name, arguments = params.name, {k: cut(v, ARG_BUDGET) for k, v in (params.arguments or {}).items()}
     prompt = PROMPTS.get(name)
     if prompt is None:
-        raise _problem(f"Unknown prompt {name!r}; prompts: {', '.join(PROMPTS)}.")
+        raise _problem(f"Unknown prompt {quoted(cut(name, 100))}; prompts: {', '.join(PROMPTS)}.")
     known = {a.name: a for a in prompt.args}
-    unknown = [k for k in arguments if k not in known]
+    unknown = [quoted(cut(k, 100)) for k in arguments if k not in known]
     if unknown:
         raise _problem(f"{name}: unknown argument(s) {', '.join(unknown)}; it takes: {', '.join(known)}.")
     for a in prompt.args:
@@ -135,7 +144,7 @@ async def get_prompt(runtime: Runtime, params: types.GetPromptRequestParams) -> 
         if a.required and not value:
             raise _problem(f"{name}: `{a.name}` is required ({a.description})")
         if value and a.choices and value not in a.choices:
-            raise _problem(f"{name}: `{a.name}` must be one of: {', '.join(a.choices)} (got {value!r}).")
+            raise _problem(f"{name}: `{a.name}` must be one of: {', '.join(a.choices)} (got {quoted(value)}).")
     values = {a.name: arguments.get(a.name, "") for a in prompt.args}
     first = values.get("first_name", "")
     values |= {
@@ -144,7 +153,8 @@ async def get_prompt(runtime: Runtime, params: types.GetPromptRequestParams) -> 
         "access": values.get("access_type") or "full_access",
         "focus": values.get("focus") or "all",
     }
-    message = types.PromptMessage(role="user", content=types.TextContent(type="text", text=prompt.render(values)))
+    text = bounds.bound_text(bounds.safe_text(prompt.render(values)), PROMPT_BUDGET)
+    message = types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))
     return types.GetPromptResult(description=prompt.description, messages=[message])
 
 
@@ -155,7 +165,8 @@ async def _names(runtime: Runtime, tool: str, prefix: str) -> list[str]:
     except errors.SystemeError:
         return []
     names = [str(i["name"]) for i in items if i.get("name")]
-    return [n for n in names if args_query.casefold() in n.casefold()]
+    typed = [n for n in names if len(n) <= NAME_BUDGET and n.isprintable()]  # nothing invisible in a picker
+    return [n for n in typed if args_query.casefold() in n.casefold()]
 
 
 async def _contact_ids(runtime: Runtime, prefix: str) -> list[str]:

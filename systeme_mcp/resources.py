@@ -1,5 +1,9 @@
 """MCP resources: a contact by id (template), the tag/course/community lists, and an account overview
-(counts per resource and the connection in use — never a key). Reads go through the shared client."""
+(counts per resource and the connection in use — never a key). Reads go through the shared client.
+
+A body is scrubbed of secrets first, then bounded like a tool answer (`answers.STRUCTURED_BUDGET` bytes of
+JSON): long strings cut with a marker, list items cut from the end; a cut body says `"truncated": true` and how
+to get the rest. Its JSON text escapes every non-printable character (account data is typed by strangers)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 
 from mcp import MCPError, types
 
-from . import errors
-from .projection import project
+from . import bounds, errors
+from .answers import ERROR_BUDGET, STRING_BUDGET, STRUCTURED_BUDGET
+from .projection import cut, json_text, project
 from .runtime import Runtime
 from .wire import build_request
 
@@ -105,8 +110,23 @@ async def _contact(runtime: Runtime, contact_id: int) -> dict[str, Any]:
     return project(runtime.catalog.shapes["contact"], data)
 
 
+def _bounded(body: dict[str, Any], uri: str) -> dict[str, Any]:
+    """`body` within `STRUCTURED_BUDGET` bytes, saying how it was cut and how to get the rest."""
+    if bounds.size(body) <= STRUCTURED_BUDGET:
+        return body
+    name = uri.removeprefix("systeme://")
+    tool = LISTS[name][0] if name in LISTS else None
+    shrunk, _, notes = bounds.bound_structured(body, STRUCTURED_BUDGET - 1_000, STRING_BUDGET, "")
+    items = shrunk.get("items")
+    rest = "read the record with the matching get tool for full values"
+    if tool and isinstance(items, list) and items and isinstance(items[-1], dict):
+        rest = f"{tool}(starting_after={items[-1].get('id')}) lists the items after the last one here"
+        shrunk["complete"] = False
+    return {**shrunk, "truncated": True, "how": "; ".join(notes), "rest": rest}
+
+
 async def read_resource(runtime: Runtime, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
-    uri = str(params.uri)
+    uri = cut(str(params.uri), 300)
     body: Any
     try:
         if uri == "systeme://account":
@@ -117,12 +137,18 @@ async def read_resource(runtime: Runtime, params: types.ReadResourceRequestParam
             items, complete = await list_items(runtime, LISTS[uri.removeprefix("systeme://")][0])
             body = {"items": items, "complete": complete}
         else:
-            raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri})
+            raise MCPError(
+                code=types.INVALID_PARAMS, message=f"Resource not found: {json_text(uri)}", data={"uri": uri}
+            )
     except errors.NotFound:
-        raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri}) from None
+        raise MCPError(
+            code=types.INVALID_PARAMS, message=f"Resource not found: {json_text(uri)}", data={"uri": uri}
+        ) from None
     except errors.SystemeError as exc:
-        raise MCPError(code=types.INTERNAL_ERROR, message=runtime.client.scrub(exc.message())) from None
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        message = bounds.safe_text(cut(runtime.client.scrub(exc.message()), ERROR_BUDGET))
+        raise MCPError(code=types.INTERNAL_ERROR, message=message) from None
+    body = bounds.clean_json(json.loads(runtime.client.scrub(json.dumps(body, ensure_ascii=False))))  # secrets first
+    text = bounds.visible_json(_bounded(body, uri))
     return types.ReadResourceResult(
-        contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+        contents=[types.TextResourceContents(uri=str(params.uri), mime_type="application/json", text=text)]
     )
