@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,8 +18,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="systeme-mcp",
         description="MCP server for Systeme.io. Subcommands: serve (default), sandbox, demo, tools.",
-        epilog="Credentials come from the environment: MATON_API_KEY (Maton gateway) or SYSTEME_API_KEY "
-        "(direct API); with neither, the embedded sandbox is used.",
+        epilog="Credentials come from the environment (or a file named with --env-file): MATON_API_KEY (Maton "
+        "gateway) or SYSTEME_API_KEY (direct API); with neither, the embedded sandbox is used. No .env file is "
+        "read unless named.",
     )
     p.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or Streamable HTTP at /mcp")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
@@ -34,18 +37,41 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="do not ask before destructive operations (unattended automation)",
     )
     p.add_argument("--auth-token", help="bearer token HTTP clients must send (required off loopback)")
+    p.add_argument("--allowed-hosts", help="comma-separated public host names HTTP clients use (e.g. mcp.example.com)")
+    p.add_argument(
+        "--env-file", metavar="PATH", help="read settings from this .env file (default: none; or SYSTEME_ENV_FILE)"
+    )
     p.add_argument("--backend", choices=["auto", "gateway", "direct", "sandbox"], help="force a backend")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
 
+def env_file(options: dict[str, Any]) -> Path | None:
+    """The .env file the user named (`--env-file`, else SYSTEME_ENV_FILE), or None: a `.env` that merely sits
+    in the working directory is never read. A named file that is not there stops start-up."""
+    named = options.pop("env_file", None) or os.environ.get("SYSTEME_ENV_FILE") or None
+    if named is None:
+        return None
+    path = Path(named).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"systeme-mcp: env file not found: {path} (from --env-file / SYSTEME_ENV_FILE)")
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise SystemExit(f"systeme-mcp: cannot read env file {path}: {exc.strerror}") from None
+    return path
+
+
 def load_settings(options: dict[str, Any]) -> Any:
-    """Settings from env/.env with CLI options on top; a clear message and exit on bad configuration."""
+    """Settings from the environment and a named .env file, with CLI options on top; a clear message and exit
+    on bad configuration."""
     from .config import Settings  # lazy: `--help` need not load pydantic-settings
 
+    options = dict(options)
+    path = env_file(options)
     given = {k: v for k, v in options.items() if v is not None}
     try:
-        return Settings(**given)
+        return Settings(_env_file=path, **given)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise SystemExit(f"systeme-mcp: invalid configuration: {problems}") from None

@@ -1,14 +1,21 @@
-"""Settings, from environment variables, a `.env` file and CLI flags (flags win), checked once at start."""
+"""Settings, from environment variables, a `.env` file the user names (`--env-file` / `SYSTEME_ENV_FILE`; none
+is read otherwise) and CLI flags (flags win, then the environment, then the file), checked once at start."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Annotated, Literal
+from urllib.parse import quote, quote_plus
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Backend = Literal["gateway", "direct", "sandbox"]
+MIN_SECRET_CHARS = 8  # shorter "keys" (README's `SYSTEME_API_KEY=x` against a local sandbox) are not redacted
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"(?:(?:{_LABEL}\.)*{_LABEL}|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")  # name, IPv4 or [IPv6], :port
 
 
 def _env(*names: str) -> AliasChoices:
@@ -18,7 +25,10 @@ def _env(*names: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Everything configurable. Secrets are SecretStr: they never print, log or serialise."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # No `.env` by default: a file planted in the directory an MCP client starts the server in must not choose
+    # the base URLs (where the key is sent), the keys or the safety switches. cli.load_settings passes
+    # `_env_file=` only for a file the user named.
+    model_config = SettingsConfigDict(env_file=None, env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
 
     maton_api_key: SecretStr | None = Field(None, validation_alias=_env("MATON_API_KEY", "maton_api_key"))
     systeme_api_key: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_API_KEY", "systeme_api_key"))
@@ -37,6 +47,12 @@ class Settings(BaseSettings):
     timeout: float = Field(30.0, gt=0, le=300, validation_alias=_env("SYSTEME_TIMEOUT", "timeout"))
     max_attempts: int = Field(4, ge=1, le=10, validation_alias=_env("SYSTEME_MAX_ATTEMPTS", "max_attempts"))
     retry_budget: float = Field(40.0, gt=0, le=600, validation_alias=_env("SYSTEME_RETRY_BUDGET", "retry_budget"))
+    call_deadline: float = Field(
+        45.0, gt=0, le=3600, validation_alias=_env("SYSTEME_CALL_DEADLINE", "call_deadline")
+    )  # seconds one request may take in all: pacing, attempts, backoff, the body (unset: at least retry_budget)
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=1024**3, validation_alias=_env("SYSTEME_MAX_RESPONSE_BYTES", "max_response_bytes")
+    )  # largest answer body read, on the wire and decompressed; past it reading stops
     bulk_preview_above: int = Field(
         25, ge=0, validation_alias=_env("SYSTEME_BULK_PREVIEW_ABOVE", "bulk_preview_above")
     )  # bulk tools preview (dry run) by default when more contacts than this would change
@@ -44,6 +60,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("SYSTEME_HOST", "host"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SYSTEME_PORT", "port"))
     auth_token: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_AUTH_TOKEN", "auth_token"))
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("SYSTEME_ALLOWED_HOSTS", "allowed_hosts")
+    )  # public host names HTTP clients use (Host / Origin allow-list), besides the loopback names
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING", validation_alias=_env("SYSTEME_LOG_LEVEL", "log_level")
     )
@@ -54,6 +73,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()] or None
         return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value]
+        for host in hosts:
+            if not _HOST.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name: give names like mcp.example.com (optionally :port), "
+                    "no scheme, path or wildcard"
+                )
+        return list(dict.fromkeys(hosts))
 
     @field_validator("maton_connection")
     @classmethod
@@ -93,7 +131,27 @@ class Settings(BaseSettings):
             return "direct"
         return "sandbox"
 
+    def _named_secrets(self) -> dict[str, str]:
+        named = {"MATON_API_KEY": self.maton_api_key, "SYSTEME_API_KEY": self.systeme_api_key}
+        named["SYSTEME_AUTH_TOKEN"] = self.auth_token
+        return {name: s.get_secret_value() for name, s in named.items() if s and s.get_secret_value()}
+
     def secrets(self) -> list[str]:
         """Every secret value, so the client can scrub them from anything shown."""
-        found = [s.get_secret_value() for s in (self.maton_api_key, self.systeme_api_key, self.auth_token) if s]
-        return [s for s in found if s]
+        return list(self._named_secrets().values())
+
+    def short_secrets(self) -> list[str]:
+        """The names (never the values) of secrets too short to be real, hence not redacted (start-up warns)."""
+        return [name for name, value in self._named_secrets().items() if len(value) < MIN_SECRET_CHARS]
+
+    def secret_pattern(self, *extra: str) -> re.Pattern[str] | None:
+        """One pattern for every secret (and `extra`) long enough to be one, in any letter case, plain, URL-encoded
+        or JSON-escaped; None when there is nothing to redact. Shorter values are left alone: redacting a
+        one-letter key would shred every message."""
+        forms: set[str] = set()
+        for secret in [*self.secrets(), *extra]:
+            if len(secret) >= MIN_SECRET_CHARS:
+                forms |= {secret, quote(secret), quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        if not forms:
+            return None
+        return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)

@@ -1,56 +1,93 @@
-"""Serving the MCP server over stdio or Streamable HTTP (hardened: loopback default, Host/Origin checks,
-bearer token required off loopback and checked in constant time, capped request bodies)."""
+"""Serving the MCP server over stdio or Streamable HTTP.
+
+stdio: every line the SDK cannot read (not JSON, not a JSON-RPC 2.0 message, a batch) gets a JSON-RPC error
+instead of silence. HTTP (the protections are in http_guard.py): loopback by default, Host/Origin checks,
+a bearer token required off loopback and checked in constant time, capped request heads and bodies, deadlines
+on slow or idle connections, a cap on sessions, and rate-limited logs of rejected requests."""
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import sys
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
-from starlette.types import ASGIApp, Receive, Scope, Send
+from mcp import types
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+from starlette.types import ASGIApp
 
-from .config import Settings
+from .config import MIN_SECRET_CHARS, Settings
 from .server import serving
 
 log = logging.getLogger("systeme_mcp")
 
-MAX_BODY_BYTES = 1024 * 1024
-LOOPBACK_NAMES = ("localhost",)
+
+class _Receiver(Protocol):
+    async def receive(self) -> SessionMessage | Exception: ...
+    async def aclose(self) -> None: ...
 
 
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class _Sender(Protocol):
+    async def send(self, item: SessionMessage, /) -> None: ...
 
 
-class BearerTokenGuard:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
+def rejection(exc: Exception) -> types.JSONRPCError:
+    """The JSON-RPC error for a line the SDK could not read (`exc` is what it passed on instead of a message):
+    -32700 when it is not JSON, else -32600, with the request's id when it has a usable one."""
+    problems = exc.errors() if isinstance(exc, ValidationError) else []
+    if not problems or any(p["type"] == "json_invalid" for p in problems):
+        error = types.ErrorData(code=types.PARSE_ERROR, message="Parse error: the line is not valid JSON")
+        return types.JSONRPCError(jsonrpc="2.0", id=None, error=error)
+    # the union's per-member errors carry the whole message as `input` where a top-level field is missing
+    whole = [p["input"] for p in problems if len(p["loc"]) == 1 or (p["type"] == "missing" and len(p["loc"]) == 2)]
+    message = whole[0] if whole else None
+    given = message.get("id") if isinstance(message, dict) else None
+    request_id = given if isinstance(given, str | int) and not isinstance(given, bool) else None
+    why = "a batch (unsupported: one message per line)" if isinstance(message, list) else "not a JSON-RPC 2.0 message"
+    error = types.ErrorData(code=types.INVALID_REQUEST, message=f"Invalid request: {why}")
+    return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": b'{"error":"missing or wrong bearer token"}'})
-                return
-        await self.app(scope, receive, send)
+class AnswerMalformedLines:
+    """The stdio read stream without the SDK's unreadable lines: it passes each one on as an exception, which the
+    server drops, so a client would wait for ever for an answer. Each is answered here (`rejection`), as the
+    HTTP transport answers a bad body, and never reaches the server."""
+
+    def __init__(self, inner: _Receiver, write: _Sender) -> None:
+        self._inner, self._write = inner, write
+
+    @property
+    def last_context(self) -> Any:  # the sender's contextvars, which the server restores per message
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        while True:
+            item = await self._inner.receive()
+            if not isinstance(item, Exception):
+                return item
+            await self._write.send(SessionMessage(rejection(item)))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> AnswerMalformedLines:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> AnswerMalformedLines:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 def announce(settings: Settings) -> None:
@@ -64,30 +101,39 @@ def announce(settings: Settings) -> None:
     else:
         where = settings.maton_gateway_url if backend == "gateway" else settings.systeme_api_url
         log.warning("systeme-mcp: using the %s backend at %s", backend, where)
+    for name in settings.short_secrets():  # the name only: never the value, nor its length
+        log.warning(
+            "systeme-mcp: %s is shorter than %d characters: it looks too short to be a real secret, so it is not "
+            "redacted from messages",
+            name,
+            MIN_SECRET_CHARS,
+        )
 
 
 def http_app(server: Any, settings: Settings) -> ASGIApp:
     """The Streamable HTTP ASGI app at /mcp, with the transport's protections applied."""
-    from mcp.server.transport_security import TransportSecuritySettings  # lazy: HTTP only (stdio start-up)
+    from . import http_guard as guard  # lazy: HTTP only (stdio start-up need not load uvicorn)
 
     host = settings.host
     token = settings.auth_token.get_secret_value() if settings.auth_token else ""
-    if not is_loopback(host) and not token:
+    if not guard.is_loopback(host) and not token:
         raise ValueError(
             f"refusing to serve HTTP on non-loopback address {host} without --auth-token / SYSTEME_AUTH_TOKEN"
         )
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    if not is_loopback(host):
-        hosts.append(f"{host}:*")
-        origins += [f"http://{host}:*", f"https://{host}:*"]
-    security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
-    )
+    if guard.is_unspecified(host) and not settings.allowed_hosts:
+        log.warning(
+            "systeme-mcp: listening on every interface (%s) with no --allowed-hosts / SYSTEME_ALLOWED_HOSTS: only "
+            "requests addressed to localhost, 127.0.0.1 or [::1] are accepted; name the host clients use",
+            host or "*",
+        )
     app: ASGIApp = server.streamable_http_app(
-        transport_security=security, host=host, max_request_body_size=MAX_BODY_BYTES
+        transport_security=guard.security_settings(host, settings.allowed_hosts),
+        host=host,
+        max_request_body_size=guard.MAX_BODY_BYTES,
+        session_idle_timeout=guard.SESSION_IDLE_TIMEOUT,
+        max_sessions=guard.MAX_SESSIONS,
     )
-    return BearerTokenGuard(app, token) if token else app
+    return guard.BearerTokenGuard(app, token) if token else app
 
 
 async def _run(settings: Settings) -> None:
@@ -97,12 +143,15 @@ async def _run(settings: Settings) -> None:
             from mcp.server.stdio import stdio_server  # lazy: per transport
 
             async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+                await server.run(AnswerMalformedLines(read, write), write, server.create_initialization_options())
             return
         import uvicorn  # lazy: HTTP only (stdio start-up)
 
+        from . import http_guard  # lazy: HTTP only (stdio start-up)
+
         app = http_app(server, settings)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+        config = http_guard.uvicorn_config(app, settings.host, settings.port)
+        http_guard.limit_rejection_logs()
         print(f"systeme-mcp: Streamable HTTP on http://{settings.host}:{settings.port}/mcp", file=sys.stderr)
         await uvicorn.Server(config).serve()
 
