@@ -14,5 +14,6 @@ from .core import Sandbox
 from .faults import KINDS as FAULT_KINDS
 from .faults import FaultPlan
 from .ratelimit import RateLimit
+from .statefile import StateFileError
 
-__all__ = ["FAULT_KINDS", "FaultPlan", "RateLimit", "Sandbox"]
+__all__ = ["FAULT_KINDS", "FaultPlan", "RateLimit", "Sandbox", "StateFileError"]

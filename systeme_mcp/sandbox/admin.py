@@ -13,24 +13,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .faults import FaultPlan
 from .gateway import CONNECT_PATH, authorize
 from .ratelimit import RateLimit
-from .routing import Call, Reply, Router
+from .routing import Call, Reply, Router, parse_json
 
 if TYPE_CHECKING:
     from . import Sandbox
 
 
 def _json_body(call: Call) -> dict[str, Any]:
-    try:
-        data = json.loads(call.raw_body or b"{}")
-    except ValueError:
-        raise errors.bad_request("Syntax error") from None
+    data = parse_json(call.raw_body or b"{}")
     if not isinstance(data, dict):
         raise errors.bad_request("The input data is misformatted.")
     return data

@@ -107,7 +107,7 @@ def get_contact(call: Call) -> Reply:
 @router.route("PATCH", "/contacts/{id:int}")
 def update_contact(call: Call) -> Reply:
     store = call.store
-    contact = store.get(store.contacts, call.int_param("id"))
+    contact = store.edit(store.contacts, call.int_param("id"))
     body = call.body()
     locale = body.choice("locale", LOCALES)
     values = _field_values(call, body, allow_null=True)
@@ -136,7 +136,7 @@ def delete_contact(call: Call) -> Reply:
 @router.route("POST", "/contacts/{id:int}/tags")
 def add_tag(call: Call) -> Reply:
     store = call.store
-    contact = store.get(store.contacts, call.int_param("id"))
+    contact = store.edit(store.contacts, call.int_param("id"))
     body = call.body()
     tag_id = body.integer("tagId", required=True)
     if tag_id is not None and tag_id not in store.tags:
@@ -153,7 +153,7 @@ def add_tag(call: Call) -> Reply:
 @router.route("DELETE", "/contacts/{id:int}/tags/{tagId:int}")
 def remove_tag(call: Call) -> Reply:
     store = call.store
-    contact = store.get(store.contacts, call.int_param("id"))
+    contact = store.edit(store.contacts, call.int_param("id"))
     tag_id = call.int_param("tagId")
     if tag_id not in contact.tag_ids:
         raise errors.not_found()
@@ -201,7 +201,7 @@ def get_tag(call: Call) -> Reply:
 
 @router.route("PUT", "/tags/{id:int}")
 def update_tag(call: Call) -> Reply:
-    tag = call.store.get(call.store.tags, call.int_param("id"))
+    tag = call.store.edit(call.store.tags, call.int_param("id"))
     tag.name = _tag_name(call, call.body(), tag.id)
     return Reply(200, tag_json(tag))
 
@@ -214,10 +214,12 @@ def delete_tag(call: Call) -> Reply:
     for contact in store.contacts.values():
         if tag.id in contact.tag_ids:
             contact.tag_ids.remove(tag.id)
+            store.contacts.touch(contact.id)
     for newsletter in store.newsletters.values():
         for ids in (newsletter.included_tag_ids, newsletter.excluded_tag_ids):
             if tag.id in ids:
                 ids.remove(tag.id)
+                store.newsletters.touch(newsletter.id)
     return Reply(204)
 
 
@@ -247,7 +249,7 @@ def create_field(call: Call) -> Reply:
 
 
 def _custom_field(call: Call) -> FieldDef:
-    f = call.store.get(call.store.fields, call.params["slug"])
+    f = call.store.edit(call.store.fields, call.params["slug"])
     if f.builtin:
         raise errors.violation("slug", "A built-in contact field cannot be changed or deleted.")
     return f
@@ -269,5 +271,7 @@ def delete_field(call: Call) -> Reply:
     f = _custom_field(call)
     del call.store.fields[f.slug]
     for contact in call.store.contacts.values():
-        contact.fields.pop(f.slug, None)
+        if f.slug in contact.fields:
+            del contact.fields[f.slug]
+            call.store.contacts.touch(contact.id)
     return Reply(204)

@@ -119,7 +119,7 @@ def get_campaign(call: Call) -> Reply:
 
 @router.route("PATCH", "/mailing/campaigns/{id:int}")
 def update_campaign(call: Call) -> Reply:
-    campaign = call.store.get(call.store.campaigns, call.int_param("id"))
+    campaign = call.store.edit(call.store.campaigns, call.int_param("id"))
     body = call.body()
     values = _campaign_fields(body, required=False)
     present = {
@@ -208,7 +208,7 @@ def get_newsletter(call: Call) -> Reply:
 
 
 def _editable(call: Call) -> Newsletter:
-    newsletter = call.store.get(call.store.newsletters, call.int_param("id"))
+    newsletter = call.store.edit(call.store.newsletters, call.int_param("id"))
     if newsletter.is_sent:
         raise errors.violation("", "A sent newsletter cannot be changed.")
     return newsletter

@@ -100,6 +100,7 @@ def create_enrollment(call: Call) -> Reply:
     )
     if existing is not None:  # re-enrolling updates the access of the existing enrollment (guess)
         existing.access_type, existing.modules = access, module_ids
+        store.enrollments.touch(existing.id)
         return Reply(201, enrollment_json(call, existing))
     enrollment = Enrollment(store.next_id("enrollments"), contact_id, course.id, access, module_ids, call.env.clock())
     store.enrollments[enrollment.id] = enrollment
@@ -213,7 +214,7 @@ def list_subscriptions(call: Call) -> Reply:
 @router.route("POST", "/payment/subscriptions/{id:int}/cancel")
 def cancel_subscription(call: Call) -> Reply:
     _payments(call)
-    sub = call.store.get(call.store.subscriptions, call.int_param("id"))
+    sub = call.store.edit(call.store.subscriptions, call.int_param("id"))
     body = call.body()
     mode = body.choice("cancel", CANCEL_MODES, required=True)
     body.done()

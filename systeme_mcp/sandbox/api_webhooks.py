@@ -91,7 +91,7 @@ def create_webhook(call: Call) -> Reply:
 
 @router.route("PATCH", "/webhooks/{id:str}")
 def update_webhook(call: Call) -> Reply:
-    hook = call.store.get(call.store.webhooks, call.params["id"])
+    hook = call.store.edit(call.store.webhooks, call.params["id"])
     body = call.body()
     name = body.text("name", max_len=255)
     secret = body.text("secret", max_len=255)

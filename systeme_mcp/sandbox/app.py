@@ -2,8 +2,9 @@
 
 Per request: log it, draw a fault, authenticate (X-API-Key for `/api`, Maton Bearer for `/systeme/api` and
 `/connections`), take a rate-limit token (Systeme families), cap the body (413), route (404/405), check the
-media type (415), run the handler, persist, answer (problem+json on errors, rate-limit headers on every
-Systeme answer), then send webhook deliveries. Any unexpected exception becomes a bare problem+json 500.
+media type (415), run the handler, save the rows it changed (with a state file), answer (problem+json on
+errors, rate-limit headers on every Systeme answer), then send webhook deliveries. Any unexpected exception
+becomes a bare problem+json 500.
 
 Not modelled: HTTP/2, compression, CORS, keep-alive limits, `OPTIONS` preflight answers.
 """
@@ -250,8 +251,7 @@ class Dispatcher:
             f"{scope.get('scheme', 'http')}://{host}",
         )
         reply = route.handler(call)
-        if method not in ("GET", "HEAD") and reply.status < 400:
-            self.sb.persist()
+        self.sb.persist_changes()  # nothing to do unless the handler changed a table (a GET can: /__sandbox/connect)
         return reply
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:

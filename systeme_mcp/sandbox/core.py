@@ -13,6 +13,7 @@ from .app import RequestLog, build_app
 from .faults import Faults
 from .ratelimit import RateLimit, TokenBucket
 from .routing import Env, Options
+from .statefile import StateFile
 from .store import Store
 from .transport import SandboxTransport
 from .webhooks import WebhookSender
@@ -34,7 +35,8 @@ class Sandbox:
     - `payments_configured=False`: subscription routes answer 404. `twilio_connected`: SMS reads work.
     - `deliver_webhooks`: really POST signed events (else they are only recorded in `webhooks.deliveries`).
     - `membership_delay`: seconds before a 202-accepted membership is listed.
-    - `state_file`: JSON persistence (loaded if present, written after every successful write).
+    - `state_file`: an SQLite file keeping the state (loaded if present, else seeded; after every request the
+      rows it changed are written, see `statefile.py`). An unusable file raises `StateFileError`. `close()` it.
     """
 
     DEFAULT_RATE_LIMIT = RateLimit(capacity=100, refill_per_second=2.0)  # a guess: numbers are unpublished
@@ -75,10 +77,11 @@ class Sandbox:
         self._bucket: TokenBucket | None = None
         self.set_rate_limit(self.DEFAULT_RATE_LIMIT if rate_limit is _DEFAULT else rate_limit)
         options = Options(tuple(no_mx_domains), payments_configured, membership_delay, reject_unknown_fields)
-        store = Store.load(state_file) if state_file is not None and os.path.exists(state_file) else self._seeded()
-        self.env = Env(store, clock, options, self._emit)
+        self._state = StateFile(state_file) if state_file is not None else None
+        store = self._state.load() if self._state is not None else None
+        self.env = Env(store or self._seeded(), clock, options, self._emit)
         self.app: Starlette = build_app(self)
-        if state_file is not None and not os.path.exists(state_file):
+        if store is None:
             self.persist()
 
     # ------------------------------------------------------------------ state
@@ -102,10 +105,25 @@ class Sandbox:
         self.persist()
 
     def persist(self) -> None:
-        """Write the state file, if there is one."""
-        if self.state_file is not None:
-            with self._lock:
-                self.store.save(self.state_file)
+        """Rewrite the whole state file, if there is one (after changing `store` directly)."""
+        with self._lock:
+            if self._state is None:
+                self.store.saved()
+            else:
+                self._state.write_all(self.store)
+
+    def persist_changes(self) -> None:
+        """Write the rows changed since the last write, in one transaction (the app calls it after each request)."""
+        with self._lock:
+            if self._state is None:
+                self.store.saved()
+            else:
+                self._state.write_changes(self.store)
+
+    def close(self) -> None:
+        """Close the state file (it is also closed when the sandbox is garbage-collected)."""
+        if self._state is not None:
+            self._state.close()
 
     def clear_requests(self) -> None:
         self.requests.clear()

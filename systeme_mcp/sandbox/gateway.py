@@ -127,5 +127,6 @@ def authorize(store: Store, token: str | None, now: float) -> Connection | None:
     for conn in store.connections.values():
         if token and secrets.compare_digest(conn.session_token, token):
             conn.status, conn.updated_at = "ACTIVE", now
+            store.connections.touch(conn.id)
             return conn
     return None

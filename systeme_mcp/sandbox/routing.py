@@ -15,7 +15,7 @@ from typing import Any
 
 from . import errors
 from .store import Store
-from .validation import Body, PageParams, Query, paginate
+from .validation import Body, PageParams, Query, paginate, valid_text
 
 PLACEHOLDERS = {"int": r"[0-9]{1,18}", "slug": r"\w{1,255}", "str": r"[^/]{1,255}"}
 JSON_TYPES = ("application/json", "application/ld+json")
@@ -70,17 +70,22 @@ class Call:
         return int(self.params[name])
 
     def body(self) -> Body:
-        """The JSON object body (400 on malformed JSON or a non-object)."""
+        """The JSON object body (400 on malformed or absurdly nested JSON, or a non-object), strings made valid."""
         if not self.raw_body.strip():
             raise errors.bad_request("Syntax error")
-        try:
-            data = json.loads(self.raw_body)
-        except (ValueError, UnicodeDecodeError):
-            raise errors.bad_request("Syntax error") from None
-        return Body(data, strict=self.env.options.reject_unknown_fields)
+        return Body(parse_json(self.raw_body), strict=self.env.options.reject_unknown_fields)
 
     def page(self) -> PageParams:
         return self.query.page()
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body's JSON with every string made valid Unicode (`valid_text`); 400 `Syntax error` if it is not
+    JSON (undecodable bytes, or nesting too deep to parse)."""
+    try:
+        return valid_text(json.loads(raw))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise errors.bad_request("Syntax error") from None
 
 
 def page_reply(

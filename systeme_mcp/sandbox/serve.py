@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-routes", nargs="*", default=None, help='e.g. "POST /api/contacts" "/api/tags/*"')
     p.add_argument("--slow-seconds", type=float, default=0.5)
     p.add_argument("--timeout-seconds", type=float, default=30.0)
-    p.add_argument("--state", default=None, help="JSON file keeping the state between runs")
+    p.add_argument("--state", default=None, help="SQLite file keeping the state between runs (created if missing)")
     p.add_argument("--deliver-webhooks", action="store_true", help="really POST signed webhook events")
     p.add_argument("--no-payments", action="store_true", help="subscription routes answer 404")
     p.add_argument("--twilio", action="store_true", help="the Twilio integration is connected")
@@ -145,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     server = _server(sb.app, log_level=args.log_level, access_log=args.access_log)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the SIGTERM it shut down on: as a KeyboardInterrupt, it lets the state file close
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     with suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
+    sb.close()  # folds the state file's -wal back in
     return 0
 
 

@@ -1,7 +1,10 @@
-"""The sandbox's state: one Systeme.io account, the Maton connections, and JSON persistence.
+"""The sandbox's state: one Systeme.io account and the Maton connections.
 
 Pure data (dataclasses keyed by id, in creation order) plus id counters and the renderers that turn an
-entity into the API's JSON shape. The rules that change state live with their routes (`api_*.py`).
+entity into the API's JSON shape. The rules that change state live with their routes (`api_*.py`). Each table
+remembers which keys changed since the last save, so `statefile.py` writes only those rows: setting and deleting
+keys is noticed on its own; a handler that changes an entity in place gets it with `Store.edit` (or calls
+`Table.touch`), not `Store.get`.
 
 Not modelled: several accounts, contact deletion lag (the real API can resurrect old properties when an
 email is re-created soon after a delete), automations started by tags, course lectures and drip schedules.
@@ -10,15 +13,13 @@ email is re-created soon after a delete), automations started by tags, course le
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import not_found
+from .table import Table
 
 T = TypeVar("T")
 
@@ -218,22 +219,22 @@ TABLES: dict[str, type[Any]] = {
 class Store:
     """Every table of the account, keyed by id (slug for fields) in creation order."""
 
-    contacts: dict[int, Contact] = field(default_factory=dict)
-    tags: dict[int, Tag] = field(default_factory=dict)
-    fields: dict[str, FieldDef] = field(default_factory=dict)
-    courses: dict[int, Course] = field(default_factory=dict)
-    modules: dict[int, Module] = field(default_factory=dict)
-    enrollments: dict[int, Enrollment] = field(default_factory=dict)
-    communities: dict[int, Community] = field(default_factory=dict)
-    memberships: dict[int, Membership] = field(default_factory=dict)
-    subscriptions: dict[int, Subscription] = field(default_factory=dict)
-    webhooks: dict[str, Webhook] = field(default_factory=dict)
-    connections: dict[str, Connection] = field(default_factory=dict)
-    funnels: dict[int, Funnel] = field(default_factory=dict)
-    funnel_steps: dict[int, FunnelStep] = field(default_factory=dict)
-    campaigns: dict[int, Campaign] = field(default_factory=dict)
-    campaign_steps: dict[int, CampaignStep] = field(default_factory=dict)
-    newsletters: dict[int, Newsletter] = field(default_factory=dict)
+    contacts: Table[int, Contact] = field(default_factory=Table)
+    tags: Table[int, Tag] = field(default_factory=Table)
+    fields: Table[str, FieldDef] = field(default_factory=Table)
+    courses: Table[int, Course] = field(default_factory=Table)
+    modules: Table[int, Module] = field(default_factory=Table)
+    enrollments: Table[int, Enrollment] = field(default_factory=Table)
+    communities: Table[int, Community] = field(default_factory=Table)
+    memberships: Table[int, Membership] = field(default_factory=Table)
+    subscriptions: Table[int, Subscription] = field(default_factory=Table)
+    webhooks: Table[str, Webhook] = field(default_factory=Table)
+    connections: Table[str, Connection] = field(default_factory=Table)
+    funnels: Table[int, Funnel] = field(default_factory=Table)
+    funnel_steps: Table[int, FunnelStep] = field(default_factory=Table)
+    campaigns: Table[int, Campaign] = field(default_factory=Table)
+    campaign_steps: Table[int, CampaignStep] = field(default_factory=Table)
+    newsletters: Table[int, Newsletter] = field(default_factory=Table)
     twilio: dict[str, Any] = field(default_factory=dict)  # account, message services, phone numbers
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -249,6 +250,23 @@ class Store:
         if entity is None:
             raise not_found()
         return entity
+
+    def edit(self, table: Table[Any, T], key: Any) -> T:
+        """The entity or a 404 problem, noted as changed: what a handler uses before changing an entity in place."""
+        entity = self.get(table, key)
+        table.touch(key)
+        return entity
+
+    def tables(self) -> Iterator[tuple[str, Table[Any, Any]]]:
+        """(name, table) for every entity table, in `TABLES` order."""
+        for name in TABLES:
+            yield name, getattr(self, name)
+
+    def saved(self) -> None:
+        """Forget every table's changes (they are written, or there is nowhere to write them)."""
+        for _, table in self.tables():
+            if table.changed or table.added:
+                table.saved()
 
     def email_taken(self, email: str) -> bool:
         wanted = email.casefold()
@@ -277,34 +295,10 @@ class Store:
             "needsConfirmation": c.needs_confirmation,
         }
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ snapshot
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: [dataclasses.asdict(e) for e in getattr(self, name).values()] for name in TABLES}
+        """Every table as lists of rows (creation order), plus `twilio` and `counters`: the old state-file format."""
+        out: dict[str, Any] = {name: [dataclasses.asdict(e) for e in table.values()] for name, table in self.tables()}
         out["twilio"] = self.twilio
         out["counters"] = self.counters
         return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Store:
-        store = cls(
-            twilio=dict(data.get("twilio", {})),
-            counters={k: int(v) for k, v in data.get("counters", {}).items()},
-        )
-        for name, kind in TABLES.items():
-            table: dict[Any, Any] = getattr(store, name)
-            key = "slug" if name == "fields" else "id"
-            for row in data.get(name, []):
-                table[row[key]] = kind(**row)
-        return store
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state atomically (temp file + rename)."""
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=".sandbox-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle, separators=(",", ":"))
-        os.replace(tmp, target)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Store:
-        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -2,6 +2,8 @@
 
 One implementation for every route: typed body attributes (wrong JSON type → 400 in API Platform's words,
 missing or invalid → 422 violations collected per field), query filters, and `{items, hasMore}` pages.
+Parsed bodies pass through `valid_text`, so no stored string is invalid Unicode (a lone surrogate could be
+neither answered nor saved).
 
 Not modelled: JSON-LD/Hydra input, `application/x-www-form-urlencoded` bodies, array query syntax (`a[]=`).
 """
@@ -22,8 +24,23 @@ T = TypeVar("T")
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
+SURROGATES = re.compile("[\ud800-\udfff]")
 DEFAULT_LIMIT = 10  # guess: the default is not published; clients assume 10
 MIN_LIMIT, MAX_LIMIT = 10, 100
+
+
+def valid_text(value: Any) -> Any:
+    """Parsed JSON with every string (object keys too) made valid Unicode: each lone surrogate becomes U+FFFD.
+
+    `json.loads` turns an escaped pair (`"\\ud83d\\ude00"`) into one character, so what is left is unpaired
+    (`"\\ud800"`): UTF-8 cannot encode it, and an answer or a save that contains it would fail."""
+    if isinstance(value, str):
+        return SURROGATES.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    return value
 
 
 class Body:
