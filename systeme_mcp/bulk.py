@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-from mcp import types
 
-from . import answers, calls
+from . import answers, calls, confirm
 from .answer_schemas import write_schema
-from .bulk_report import Selection, Tally, ids_text, preview, summary, target_words
+from .bulk_report import Selection, Tally, destroys, ids_text, preview, summary, target_words
 from .bulk_targets import TARGETS, Target
 from .calls import OutcomeKind
 from .catalog import Catalog, Param
@@ -137,7 +136,7 @@ class BulkTool:
         return members, complete
 
     # ------------------------------------------------------------------ the call
-    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         args, crit = self._validate(arguments)
         sel = await self._select(ctx, args, crit)
         members, complete = await self._members(ctx, args)
@@ -150,6 +149,11 @@ class BulkTool:
             dry_run = t.destructive or len(todo) > ctx.runtime.settings.bulk_preview_above
         if dry_run:
             return answers.workflow(*preview(t, args, crit, sel, todo, already))
+        if self.decl.op.is_destructive and todo and not ctx.client.settings.read_only:
+            call_args = {**args, **({"filter": crit} if crit is not None else {})}
+            decided = await confirm.decide(ctx, self.decl.op, call_args, what=destroys(t, args, sel, todo))
+            if not isinstance(decided, confirm.Proceed):
+                return answers.decision(self.decl.op, decided)
         tally = Tally(already=already)
         await self._apply(ctx, args, todo, tally)
         text, structured, all_failed = summary(t, args, sel, tally)

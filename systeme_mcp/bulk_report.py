@@ -48,6 +48,18 @@ def target_words(target: Target, args: dict[str, Any]) -> str:
     return ", ".join(f"{n}={fence(args[n])}" for n in target.target_args if n in args)
 
 
+def row(sel: Selection, cid: int) -> str:
+    """`#812 "ana@acme.test"` — a selected contact, its email fenced as account data when known."""
+    return f"#{cid} {fence(cut(str(sel.contacts[cid].get('email', ''))))}" if cid in sel.contacts else f"#{cid}"
+
+
+def destroys(t: Target, args: dict[str, Any], sel: Selection, todo: list[int], sample: int = 5) -> str:
+    """What applying would destroy, for the confirmation question: the count and a sample of the contacts."""
+    shown = ", ".join(row(sel, cid) for cid in todo[:sample])
+    more = f" and {len(todo) - sample} more" if len(todo) > sample else ""
+    return f"{target_words(t, args)} on {len(todo)} contact{'s' if len(todo) != 1 else ''} ({shown}{more})"
+
+
 def preview(
     t: Target,
     args: dict[str, Any],
@@ -67,12 +79,12 @@ def preview(
     ]
     budget = TEXT_BUDGET - 2500
     for cid in todo:
-        row = f"#{cid} {fence(cut(str(sel.contacts[cid].get('email', ''))))}" if cid in sel.contacts else f"#{cid}"
-        if budget - len(row) < 0:
+        entry = row(sel, cid)
+        if budget - len(entry) < 0:
             lines.append(f"… and {len(todo) - len(lines) + 1} more")
             break
-        budget -= len(row) + 1
-        lines.append(row)
+        budget -= len(entry) + 1
+        lines.append(entry)
     if todo:
         lines.append(f"apply: {call_text(t.tool, shown)}")
         if crit is not None:

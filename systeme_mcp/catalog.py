@@ -270,6 +270,13 @@ CONFIRM = {
 }
 
 
+def confirmable(op: Operation) -> Operation:
+    """`op` with the `confirm` argument if it is destructive (the one rule, for declared and workflow tools)."""
+    if not op.is_destructive or "confirm" in op.params:
+        return op
+    return op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})
+
+
 def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in raw.pop("use", []):
@@ -326,9 +333,7 @@ def load_catalog() -> Catalog:
                     raise ValueError(f"tool_specs/{filename}: {name}: unknown feature {feature!r} (see shapes.toml)")
                 raw["not_configured"] = features[feature]
             op = Operation.model_validate(raw)
-            if op.is_destructive:
-                op = op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})
-            operations[name] = op
+            operations[name] = confirmable(op)
     rank = {name: i for i, name in enumerate(TOOLSET_ORDER)}
     ordered = sorted(operations.values(), key=lambda op: rank.get(op.toolset, len(rank)))
     return Catalog({op.name: op for op in ordered}, shapes)

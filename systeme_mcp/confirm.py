@@ -112,11 +112,12 @@ def _state(op: Operation, args: dict[str, Any]) -> str:
     return json.dumps({"tool": op.name, "args": {k: v for k, v in args.items() if k != "confirm"}}, sort_keys=True)
 
 
-async def decide(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Decision:
-    """Ask (or require `confirm: true`) before a destructive call; nothing is sent unless it proceeds."""
+async def decide(ctx: CallContext, op: Operation, args: dict[str, Any], what: str | None = None) -> Decision:
+    """Ask (or require `confirm: true`) before a destructive call; nothing is sent unless it proceeds.
+    `what` names what would be destroyed when the caller knows better than a read of the target (bulk)."""
     if not ctx.runtime.settings.confirm_destructive:
         return Proceed()
-    what = await describe(ctx, op, args)
+    what = what if what is not None else await describe(ctx, op, args)
     if not _supports_elicitation(ctx):
         if args.get("confirm") is True:
             return Proceed()

@@ -12,7 +12,7 @@ from mcp import types
 from . import answers, calls
 from .catalog import Catalog, Param
 from .policy import PAGE_SIZE
-from .projection import call_text, items_of, project
+from .projection import call_text, cut, fence, items_of, project
 from .runtime import CallContext
 from .tools import ToolDef
 from .workflow_kit import Declared, Refused, contact_line, contact_schema, declare, param, tool_def
@@ -78,8 +78,10 @@ async def tag_id_by_name(ctx: CallContext, name: str) -> int:
     for tag in tags:
         if str(tag.get("name", "")).casefold() == name.casefold():
             return int(tag["id"])
-    similar = ", ".join(f"{t.get('name')}#{t.get('id')}" for t in tags[:10])
-    raise Refused(f"`tag`: no tag is named {name!r}." + (f" Tags containing it: {similar}." if similar else ""))
+    similar = ", ".join(f"{fence(cut(str(t.get('name'))))}#{fence(t.get('id'))}" for t in tags[:10])
+    raise Refused(
+        f"`tag`: no tag is named {fence(name, quote=True)}." + (f" Tags containing it: {similar}." if similar else "")
+    )
 
 
 async def scan(ctx: CallContext, crit: dict[str, Any]) -> Scan:

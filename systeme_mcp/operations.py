@@ -30,7 +30,8 @@ async def run(ctx: CallContext, op: Operation, model: ArgumentsModel, arguments:
         try:
             decided = await confirm.decide(ctx, op, args)
         except errors.SystemeError as exc:  # reading what would be destroyed failed: nothing was sent
-            return answers.operation(ctx.catalog, op, args, Outcome(OutcomeKind.NOT_APPLIED, error=exc))
+            lead = f"Nothing was sent: reading what {op.name} would change failed first. "
+            return answers.operation(ctx.catalog, op, args, Outcome(OutcomeKind.NOT_APPLIED, error=exc), lead=lead)
         if not isinstance(decided, confirm.Proceed):
             return answers.decision(op, decided)
     outcome = await calls.execute(ctx, op, args, plan)

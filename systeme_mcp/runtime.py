@@ -15,8 +15,10 @@ from mcp import types
 from .catalog import Catalog, load_catalog
 from .client import SystemeClient
 from .config import Settings
+from .projection import cut, visible
 
 log = logging.getLogger("systeme_mcp")
+NOTICE_CHARS = 1_000  # characters of one log or progress message
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
@@ -80,10 +82,16 @@ class CallContext:
         """Report progress if the client asked for it (it sent a progressToken)."""
         if self.request is None:
             return
+        message = self._clean(message) if message is not None else None
         await self.request.session.report_progress(done, total=total, message=message)  # no-op without a token
+
+    def _clean(self, message: str) -> str:
+        """A notification's text as answers are: secrets out first, invisible characters shown, bounded."""
+        return cut(visible(self.client.scrub(message)), NOTICE_CHARS)
 
     async def log(self, level: types.LoggingLevel, message: str) -> None:
         """A log message to the client (where the client receives logs) and to stderr."""
+        message = self._clean(message)
         log.log(logging.INFO if level in ("info", "notice") else logging.WARNING, message)
         if self.request is None or LEVELS.index(level) < LEVELS.index(self.runtime.log_level):
             return

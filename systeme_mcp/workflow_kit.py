@@ -15,7 +15,7 @@ from typing import Any
 from mcp import types
 
 from . import answers, calls, errors
-from .catalog import Catalog, Operation, Param, Rule
+from .catalog import Catalog, Operation, Param, Rule, confirmable
 from .projection import item_schema, items_of, line, project
 from .runtime import CallContext
 from .schemas import ArgumentError, ArgumentsModel, input_schema
@@ -72,10 +72,10 @@ def declare(
         idempotent=True,
         destructive=destructive,
     )
-    return Declared(op)
+    return Declared(confirmable(op))
 
 
-Impl = Callable[[CallContext, dict[str, Any]], Awaitable[types.CallToolResult]]
+Impl = Callable[[CallContext, dict[str, Any]], Awaitable[answers.Answer]]
 
 
 def tool_def(decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[str, Any] | None = None) -> ToolDef:
@@ -86,7 +86,7 @@ def tool_def(decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[
     schema["properties"].update(extra or {})
     write = not op.read_only
 
-    async def handler(ctx: CallContext, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def handler(ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         try:
             return await impl(ctx, arguments)
         except ArgumentError as exc:

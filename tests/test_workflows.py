@@ -133,7 +133,7 @@ async def test_find_contacts_refuses_bad_arguments_before_sending(mcp: Client, s
     assert "`field`" in await error(mcp, "find_contacts", field="no equals sign")
     assert "`bogus`" in await error(mcp, "find_contacts", bogus=1)
     assert requests_seen(sandbox) == before
-    assert "no tag is named 'nope-nope'" in await error(mcp, "find_contacts", tag="nope-nope")
+    assert 'no tag is named "nope-nope"' in await error(mcp, "find_contacts", tag="nope-nope")
 
 
 # ---------------------------------------------------------------- get / upsert by email
