@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import h11
 import uvicorn
@@ -189,16 +190,10 @@ class HeadDeadlineProtocol(H11Protocol):
 
 def uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
     """uvicorn with the limits above (h11 only: the head deadline and size cap are h11's; no WebSocket)."""
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        http=HeadDeadlineProtocol,
-        ws="none",
-        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        limit_concurrency=MAX_CONNECTIONS,
-        server_header=False,
-    )
+    limits: dict[str, Any] = {
+        "timeout_keep_alive": KEEP_ALIVE_TIMEOUT,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "limit_concurrency": MAX_CONNECTIONS,
+    }
+    quiet: dict[str, Any] = {"log_level": "warning", "server_header": False, "ws": "none"}
+    return uvicorn.Config(app, host=host, port=port, lifespan="on", http=HeadDeadlineProtocol, **limits, **quiet)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .routing import Call, Reply, Router, envelope, named_page, page_reply
+from .routing import Call, Reply, Router, created, envelope, fetched, named_page, page_reply
 from .store import LOCALES, Contact, FieldDef, Tag, iso
 from .validation import Body, domain_listed, valid_email
 
@@ -190,13 +190,12 @@ def _tag_name(call: Call, body: Body, current: int | None) -> str:
 def create_tag(call: Call) -> Reply:
     name = _tag_name(call, call.body(), None)
     tag = Tag(call.store.next_id("tags"), name, call.env.clock())
-    call.store.tags[tag.id] = tag
-    return Reply(201, tag_json(tag))
+    return created(call.store.tags, tag, tag_json)
 
 
 @router.route("GET", "/tags/{id:int}")
 def get_tag(call: Call) -> Reply:
-    return Reply(200, tag_json(call.store.get(call.store.tags, call.int_param("id"))))
+    return fetched(call, call.store.tags, tag_json)
 
 
 @router.route("PUT", "/tags/{id:int}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
-from .routing import Call, Reply, Router, child_page, envelope, named_page, page_reply
+from .routing import Call, Reply, Router, child_page, created, envelope, fetched, named_page, page_reply
 from .store import Campaign, CampaignStep, Funnel, FunnelStep, Newsletter
 from .validation import Body, parse_datetime
 
@@ -42,7 +42,7 @@ def list_funnels(call: Call) -> Reply:
 
 @router.route("GET", "/funnels/{id:int}")
 def get_funnel(call: Call) -> Reply:
-    return Reply(200, funnel_json(call.store.get(call.store.funnels, call.int_param("id"))))
+    return fetched(call, call.store.funnels, funnel_json)
 
 
 @router.route("POST", "/funnels")
@@ -52,8 +52,7 @@ def create_funnel(call: Call) -> Reply:
     body.done()
     assert name is not None
     funnel = Funnel(call.store.next_id("funnels"), name, True)
-    call.store.funnels[funnel.id] = funnel
-    return Reply(201, funnel_json(funnel))
+    return created(call.store.funnels, funnel, funnel_json)
 
 
 @router.route("GET", "/funnels/{id:int}/steps")
@@ -69,13 +68,12 @@ def create_funnel_step(call: Call) -> Reply:
     body.done()
     assert name is not None
     step = FunnelStep(call.store.next_id("funnel_steps"), funnel.id, name)
-    call.store.funnel_steps[step.id] = step
-    return Reply(201, step_json(step))
+    return created(call.store.funnel_steps, step, step_json)
 
 
 @router.route("GET", "/funnel-steps/{id:int}")
 def get_funnel_step(call: Call) -> Reply:
-    return Reply(200, step_json(call.store.get(call.store.funnel_steps, call.int_param("id"))))
+    return fetched(call, call.store.funnel_steps, step_json)
 
 
 # ---------------------------------------------------------------------------- campaigns
@@ -108,13 +106,12 @@ def create_campaign(call: Call) -> Reply:
     campaign = Campaign(
         call.store.next_id("campaigns"), str(values["name"]), values["sender_email"], values["description"]
     )
-    call.store.campaigns[campaign.id] = campaign
-    return Reply(201, campaign_json(campaign))
+    return created(call.store.campaigns, campaign, campaign_json)
 
 
 @router.route("GET", "/mailing/campaigns/{id:int}")
 def get_campaign(call: Call) -> Reply:
-    return Reply(200, campaign_json(call.store.get(call.store.campaigns, call.int_param("id"))))
+    return fetched(call, call.store.campaigns, campaign_json)
 
 
 @router.route("PATCH", "/mailing/campaigns/{id:int}")
@@ -151,7 +148,7 @@ def list_campaign_steps(call: Call) -> Reply:
 
 @router.route("GET", "/mailing/campaign-steps/{id:int}")
 def get_campaign_step(call: Call) -> Reply:
-    return Reply(200, campaign_step_json(call.store.get(call.store.campaign_steps, call.int_param("id"))))
+    return fetched(call, call.store.campaign_steps, campaign_step_json)
 
 
 # ---------------------------------------------------------------------------- newsletters
@@ -198,13 +195,12 @@ def create_newsletter(call: Call) -> Reply:
     content = _content(body, None)
     body.done()
     newsletter = Newsletter(call.store.next_id("newsletters"), content)
-    call.store.newsletters[newsletter.id] = newsletter
-    return Reply(201, newsletter_json(newsletter))
+    return created(call.store.newsletters, newsletter, newsletter_json)
 
 
 @router.route("GET", "/mailing/newsletters/{id:int}")
 def get_newsletter(call: Call) -> Reply:
-    return Reply(200, newsletter_json(call.store.get(call.store.newsletters, call.int_param("id"))))
+    return fetched(call, call.store.newsletters, newsletter_json)
 
 
 def _editable(call: Call) -> Newsletter:

@@ -34,6 +34,13 @@ def _contact_id(call: Call, body: Body) -> int | None:
     return contact_id
 
 
+def _joining(call: Call, parents: dict[int, Any], param: str) -> tuple[Any, Body, int | None]:
+    """The parent the path names (404 if none), the body, and the contact joining it (checked to exist)."""
+    parent = call.store.get(parents, call.int_param(param))
+    body = call.body()
+    return parent, body, _contact_id(call, body)
+
+
 def _filter_id(call: Call, name: str) -> int | None:
     return call.query.integer(name, message="This value is not valid.")
 
@@ -76,9 +83,7 @@ def enrollment_json(call: Call, e: Enrollment) -> dict[str, Any]:
 @router.route("POST", "/school/courses/{courseId:int}/enrollments")
 def create_enrollment(call: Call) -> Reply:
     store = call.store
-    course = store.get(store.courses, call.int_param("courseId"))
-    body = call.body()
-    contact_id = _contact_id(call, body)
+    course, body, contact_id = _joining(call, store.courses, "courseId")
     access = body.choice("accessType", ACCESS_TYPES, required=True)
     modules = body.array("modules")
     module_ids: list[int] = []
@@ -135,9 +140,7 @@ def list_communities(call: Call) -> Reply:
 @router.route("POST", "/community/communities/{communityId:int}/memberships")
 def create_membership(call: Call) -> Reply:
     store = call.store
-    community = store.get(store.communities, call.int_param("communityId"))
-    body = call.body()
-    contact_id = _contact_id(call, body)
+    community, body, contact_id = _joining(call, store.communities, "communityId")
     body.done()
     assert contact_id is not None
     known = any((m.community_id, m.contact_id) == (community.id, contact_id) for m in store.memberships.values())

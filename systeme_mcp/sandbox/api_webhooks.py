@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import errors
-from .routing import Call, Reply, Router, envelope
+from .routing import Call, Reply, Router, created, envelope
 from .store import EVENTS, Webhook
 from .validation import Body
 
@@ -85,8 +85,7 @@ def create_webhook(call: Call) -> Reply:
     body.done()
     assert name and url and secret and subscriptions is not None
     hook = Webhook(str(uuid.uuid4()), name, url, secret, True, subscriptions)
-    call.store.webhooks[hook.id] = hook
-    return Reply(201, webhook_json(hook))
+    return created(call.store.webhooks, hook, webhook_json)
 
 
 @router.route("PATCH", "/webhooks/{id:str}")

@@ -96,6 +96,17 @@ def page_reply(
     return Reply(200, {"items": [render(i) for i in page], "hasMore": more})
 
 
+def fetched(call: Call, table: dict[int, Any], render: Callable[[Any], Any]) -> Reply:
+    """200 with the row of `table` the path's `{id}` names (404 if there is none)."""
+    return Reply(200, render(call.store.get(table, call.int_param("id"))))
+
+
+def created(table: dict[Any, Any], row: Any, render: Callable[[Any], Any]) -> Reply:
+    """Store a new row under its id and answer 201 with it."""
+    table[row.id] = row
+    return Reply(201, render(row))
+
+
 def named_page(call: Call, rows: Iterable[Any], render: Callable[[Any], Any]) -> Reply:
     """A page of the rows whose `name` contains `?query=` (case-insensitive), by id."""
     query = (call.query.text("query") or "").casefold()
