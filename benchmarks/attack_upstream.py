@@ -1,11 +1,12 @@
 """A hostile fake Systeme.io / Maton upstream for benchmarks/attacks.py: a raw ASGI app served by uvicorn on
 127.0.0.1, in its own process (so its memory never counts in the attacked process's RSS).
 
-Each attack points the server at `http://127.0.0.1:PORT/<scenario>` (SYSTEME_API_URL, MATON_GATEWAY_URL,
-MATON_CTRL_URL): the first path segment picks the scenario, a `/systeme` after it (the gateway's prefix) is
-dropped, and the rest is the API path the server asked for. Every request is recorded per scenario, with
-whether it carried one of the planted secrets (given in ATTACK_SECRETS, a JSON list): `GET /__seen/<scenario>`
-answers the records. Run: python benchmarks/attack_upstream.py  (prints `PORT <n>` once listening)
+Each attack points the server at `http://127.0.0.1:PORT/<scenario>-<attack>` (SYSTEME_API_URL,
+MATON_GATEWAY_URL, MATON_CTRL_URL): the first path segment picks the scenario (before the `-`), a `/systeme` after
+it (the gateway's prefix) is dropped, and the rest is the API path the server asked for. Every request is recorded
+under that first segment, with whether it carried one of the planted secrets (given in ATTACK_SECRETS, a JSON
+list) and how many body bytes were handed to the wire: `GET /__seen/<scenario>-<attack>` answers the records.
+Run: python benchmarks/attack_upstream.py  (prints `PORT <n>` once listening)
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import asyncio
 import json
 import os
 import socket
-import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus
@@ -54,8 +54,8 @@ class Request:
 class Reply:
     """Writes one hostile answer; `send` fails quietly once the client has gone."""
 
-    def __init__(self, send: Send, request: Request) -> None:
-        self._send, self.request = send, request
+    def __init__(self, send: Send, request: Request, record: dict[str, Any]) -> None:
+        self._send, self.request, self.record = send, request, record
 
     async def head(self, status: int, headers: dict[str, str] | list[tuple[str, str]] | None = None) -> None:
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
@@ -66,6 +66,7 @@ class Reply:
         """Send `data`; False once the client disconnected (stop producing)."""
         if self.request.disconnected.is_set():
             return False
+        self.record["sent"] = self.record.get("sent", 0) + len(data)  # body bytes handed to the wire
         try:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
         except Exception:  # the client went away mid-stream
@@ -85,7 +86,7 @@ class Reply:
         await self.chunk(b"", more=False)
 
 
-def contact(cid: int, email: str | None = None, first_name: str = "Ana", tags: list[dict[str, Any]] | None = None) -> Any:
+def contact(cid: int, email: str | None = None, first_name: str = "Ana", tags: list[Any] | None = None) -> Any:
     return {
         "id": cid,
         "email": email or f"c{cid}@acme.test",
@@ -142,7 +143,8 @@ async def surrogate(r: Reply) -> None:
     if q.path == "/api/contacts":
         await r.whole(200, b'{"items": [' + b",".join([SURROGATE_CONTACT] * 3) + b'], "hasMore": false}')
     elif q.path == "/api/tags":
-        await r.whole(200, b'{"items": [{"id": 5, "name": "\\ud800tag"}, {"id": 6, "name": "\\udfff"}], "hasMore": false}')
+        tags = b'[{"id": 5, "name": "\\ud800tag"}, {"id": 6, "name": "\\udfff"}]'
+        await r.whole(200, b'{"items": ' + tags + b', "hasMore": false}')
     elif q.method == "POST":
         await r.whole(201, b'{"id": 9, "name": "\\ud800"}')
     else:
@@ -162,8 +164,8 @@ async def big_error(r: Reply) -> None:
 
 
 async def violations(r: Reply) -> None:
-    """A 422 with a 1 MB detail and 40,000 violations (about 7 MB: under the 8 MiB cap, so it is parsed)."""
-    listed = [{"propertyPath": f"name{i}" + "p" * 60, "message": "bad value " * 10} for i in range(40_000)]
+    """A 422 with a 1 MB detail and 20,000 violations (about 3.5 MB: under the 8 MiB cap, so it is parsed)."""
+    listed = [{"propertyPath": f"name{i}" + "p" * 30, "message": "bad value " * 7} for i in range(20_000)]
     await r.json(422, {"type": "validation", "detail": "y" * 1_000_000, "violations": listed})
 
 
@@ -194,7 +196,8 @@ async def gzip_bomb(r: Reply) -> None:
     zeros = bytes(MiB)
     for _ in range(4096):
         out = packer.compress(zeros)
-        if out and not await r.chunk(out):
+        await asyncio.sleep(0)  # zlib buffers: most MiB give no output, so yield here (a disconnect is seen)
+        if r.request.disconnected.is_set() or (out and not await r.chunk(out)):
             return
     await r.chunk(packer.flush(), more=False)
 
@@ -259,10 +262,15 @@ async def bad_json_write(r: Reply) -> None:
 
 
 async def wrong_shape(r: Reply) -> None:
-    """Valid JSON of the wrong shape: a list answered with an object for items, a record with a list."""
+    """Valid JSON of the wrong shape: a list answered with an object for items, a record with a list, and list
+    items without their key (tags without an id, connections without a connection_id)."""
     q = r.request
     if q.path == "/api/contacts":
         await r.json(200, {"items": {"id": 1, "email": "a@b.test"}, "hasMore": True})
+    elif q.path == "/api/tags":
+        await r.json(200, {"items": [{"name": "no id"}, {"name": "none here either"}], "hasMore": False})
+    elif q.path.startswith("/connections"):
+        await r.json(200, {"connections": [{"status": "ACTIVE", "app": "systeme"}]})
     else:
         await r.json(200, [{"id": 1, "email": "a@b.test"}])
 
@@ -312,8 +320,17 @@ async def echo(r: Reply) -> None:
         "WWW-Authenticate": f'Bearer realm="{key}"',
     }
     if q.path.startswith("/connections"):
-        connections = [{"id": "0b0b0b0b-0000-4000-8000-000000000001", "app": "systeme", "status": "ACTIVE",
-                        "account": form, "metadata": {"token": form}} for form in forms]
+        connections = [
+            {
+                "connection_id": f"0b0b0b0b-0000-4000-8000-{i:012d}",
+                "app": "systeme",
+                "status": "ACTIVE",
+                "account": form,
+                "url": f"https://x.test/{quote(form, safe='')}",
+                "metadata": {"token": form},
+            }
+            for i, form in enumerate(forms)
+        ]
         await r.json(200, {"connections": connections}, headers)
     elif q.method == "POST":
         detail = f"key {key} rejected ({quote_plus(key)}, {key.upper()})"
@@ -381,7 +398,8 @@ class Upstream:
         name, rest = segments[0], "/" + (segments[1] if len(segments) > 1 else "")
         if name == "__seen":
             body = json.dumps(self.seen.get(rest.strip("/"), [])).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            await send(start)
             await send({"type": "http.response.body", "body": body})
             return
         if rest.startswith("/systeme/"):
@@ -395,9 +413,13 @@ class Upstream:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         request = Request(name, scope["method"], rest, query, headers, body)
-        self.seen.setdefault(name, []).append(
-            {"method": request.method, "path": rest, "query": query, "secret": self._carries_secret(request, raw_path)}
-        )
+        record = {
+            "method": request.method,
+            "path": rest,
+            "query": query,
+            "secret": self._carries_secret(request, raw_path),
+        }
+        self.seen.setdefault(name, []).append(record)
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -406,19 +428,14 @@ class Upstream:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            handler = SCENARIOS.get(name)
-            reply = Reply(send, request)
+            handler = SCENARIOS.get(name.split("-", 1)[0])  # `<scenario>-<attack>`: one record per attack
+            reply = Reply(send, request, record)
             if handler is None:
                 await reply.json(404, {"detail": f"no scenario {name[:40]!r}"})
             else:
                 await handler(reply)
         finally:
             watcher.cancel()
-
-
-async def streamed(parts: list[bytes]) -> AsyncIterator[bytes]:  # kept for symmetry with the tests' helpers
-    for part in parts:
-        yield part
 
 
 def main() -> None:
@@ -434,4 +451,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -106,7 +106,9 @@ async def _account(runtime: Runtime) -> dict[str, Any]:
 
 
 async def _contact(runtime: Runtime, contact_id: int) -> dict[str, Any]:
-    data = await _get_data(runtime, "get_contact", {"contact_id": contact_id})
+    op = runtime.catalog["get_contact"]
+    plan = build_request(op, {"contact_id": contact_id})
+    data = runtime.client.expect(op, plan, await runtime.client.send(plan), runtime.catalog.shape(op)).data
     return project(runtime.catalog.shapes["contact"], data)
 
 

@@ -167,20 +167,33 @@ def shape_problem(op: Operation, data: Any, shape: ResultShape | None = None) ->
         allowed = (str, int) if _scalar_items(shape) else (dict,) if shape is not None else (dict, str, int)
         if any(not isinstance(i, allowed) or isinstance(i, bool) for i in items):
             return f"expected a list of {op.shape_name} items at {where}, got {describe(items)}"
+        if shape is not None and not _scalar_items(shape):
+            key = _key_path(shape)
+            keyless = sum(1 for i in items if pick(i, key) in (None, ""))
+            if keyless:
+                return f"{keyless} of {len(items)} {op.shape_name} items at {where} have no `{key}`"
         return None
     if op.shape_name is None or data is None:
         return None  # no result declared, or none sent (e.g. 201/204 without a body)
     obj = pick(data, op.result_path) if op.result_path and isinstance(data, dict) else data
+    where = f" at `{op.result_path}`" if op.result_path else ""
     if not isinstance(obj, dict):
-        where = f" at `{op.result_path}`" if op.result_path else ""
         return f"expected a {op.shape_name} object{where}, got {describe(obj)}"
+    if shape is not None and pick(obj, _key_path(shape)) in (None, ""):
+        return f"expected a {op.shape_name} object{where} with its `{_key_path(shape)}`, got {describe(obj)}"
     return None
+
+
+def _key_path(shape: ResultShape) -> str:
+    """Where an item's key (which every structured item carries) is in the API's object."""
+    return shape.fields[shape.key].path if shape.key in shape.fields else shape.key
 
 
 def answer_problem(
     op: Operation, data: Any, *, is_json: bool, size: int, content_type: str, shape: ResultShape | None = None
 ) -> str | None:
     """Why a 2xx answer cannot be `op`'s declared result: not JSON where JSON is expected, or the wrong shape."""
-    if not is_json and (op.is_list or op.shape_name):
+    says_json = "json" in content_type.lower()
+    if not is_json and (op.is_list or op.shape_name or (says_json and size)):
         return f"not JSON, {size} bytes, content-type {content_type[:80] or '(none)'}"
     return shape_problem(op, data, shape) if is_json else None

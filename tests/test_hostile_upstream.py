@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 
 from systeme_mcp import answers, calls, errors
 from systeme_mcp.calls import OutcomeKind
@@ -461,3 +461,31 @@ async def test_mcp_a_list_of_the_wrong_shape_is_an_error() -> None:
     async with session(Recorder(reply(200, {"items": {"id": 1}}))) as client:
         result = await client.call_tool("list_contacts", {})
     assert result.is_error and "expected a list of contact objects at `items`" in text(result)
+
+
+# ---------------------------------------------------------------- found by benchmarks/attacks.py
+async def test_a_write_answered_with_broken_json_is_unknown_even_without_a_declared_result() -> None:
+    handler = Recorder(raw(200, b'{"id": 5, "tags": [', "application/json"))
+    outcome = await execute(make_client(handler), "add_tag_to_contact", {"contact_id": 5, "tag_id": 1})
+    assert outcome.kind == OutcomeKind.UNKNOWN and isinstance(outcome.error, errors.UnexpectedAnswer)
+
+
+@pytest.mark.parametrize("tool", ["list_tags", "list_connections"])
+async def test_list_items_without_their_key_are_an_error_not_a_page(tool: str) -> None:
+    body = {"items": [{"name": "no id"}], "connections": [{"status": "ACTIVE"}], "hasMore": False}
+    handler = Recorder(reply(200, body))
+    client = make_client(handler, backend="gateway", maton_api_key=KEY)
+    outcome = await execute(client, tool, {})
+    assert isinstance(outcome.error, errors.UnexpectedAnswer) and "have no" in outcome.error.message()
+
+
+async def test_an_item_without_its_key_is_an_error() -> None:
+    handler = Recorder(reply(200, {"email": "a@b.test"}))
+    outcome = await execute(make_client(handler), "get_contact", {"contact_id": 1})
+    assert isinstance(outcome.error, errors.UnexpectedAnswer)
+
+
+async def test_mcp_the_contact_resource_refuses_a_wrong_shape() -> None:
+    async with session(Recorder(reply(200, [{"id": 1}]))) as client:
+        with pytest.raises(MCPError):
+            await client.read_resource("systeme://contacts/1")
