@@ -7,6 +7,7 @@ on slow or idle connections, a cap on sessions, and rate-limited logs of rejecte
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from types import TracebackType
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp
 
 from .config import MIN_SECRET_CHARS, Settings
 from .server import serving
+from .upstream import valid_text
 
 log = logging.getLogger("systeme_mcp")
 
@@ -50,6 +52,23 @@ def rejection(exc: Exception) -> types.JSONRPCError:
     return types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)
 
 
+def surrogates_replaced(exc: Exception) -> SessionMessage | None:
+    """The message of a line the SDK refused only for a lone-surrogate escape (`"\\ud800"`, legal JSON that
+    pydantic's parser rejects), with each lone surrogate made U+FFFD; None for any other unreadable line."""
+    problems = exc.errors() if isinstance(exc, ValidationError) else []
+    line = problems[0].get("input") if len(problems) == 1 and problems[0]["type"] == "json_invalid" else None
+    if not isinstance(line, str) or "\\ud" not in line.lower() or len(line) > MAX_RECOVERED_LINE:
+        return None
+    try:
+        repaired = json.dumps(valid_text(json.loads(line)), ensure_ascii=False)
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(repaired, by_name=False))
+    except (ValueError, ValidationError):
+        return None
+
+
+MAX_RECOVERED_LINE = 1024 * 1024  # characters: larger unreadable lines are refused, not re-parsed
+
+
 class AnswerMalformedLines:
     """The stdio read stream without the SDK's unreadable lines: it passes each one on as an exception, which the
     server drops, so a client would wait for ever for an answer. Each is answered here (`rejection`), as the
@@ -67,6 +86,9 @@ class AnswerMalformedLines:
             item = await self._inner.receive()
             if not isinstance(item, Exception):
                 return item
+            recovered = surrogates_replaced(item)
+            if recovered is not None:
+                return recovered
             await self._write.send(SessionMessage(rejection(item)))
 
     async def aclose(self) -> None:

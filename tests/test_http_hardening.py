@@ -286,5 +286,9 @@ async def test_stdio_answers_every_malformed_line_and_keeps_serving() -> None:
             assert wrong["id"] == 7 and wrong["error"]["code"] < 0
             assert (await ask(b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":[1]}'))["id"] == 8
             assert await ask(b'{"jsonrpc":"2.0","id":9,"method":"ping"}') == {"jsonrpc": "2.0", "id": 9, "result": {}}
+            # a lone-surrogate escape is legal JSON: the call is answered (with U+FFFD), not refused
+            call = b'{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"list_tags","arguments":'
+            answered = await ask(call + b'{"query":"vip\\ud800"}}}')
+            assert answered["id"] == 10 and "result" in answered, answered
             await process.stdin.aclose()
             assert await process.wait() == 0
