@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from .config import MIN_SECRET_CHARS, Settings
 from .server import serving
+from .session_limits import PER_CLIENT_SESSIONS, SessionsPerClient
 from .upstream import valid_text
 
 log = logging.getLogger("systeme_mcp")
@@ -155,6 +156,7 @@ def http_app(server: Any, settings: Settings) -> ASGIApp:
         session_idle_timeout=guard.SESSION_IDLE_TIMEOUT,
         max_sessions=guard.MAX_SESSIONS,
     )
+    app = SessionsPerClient(app, idle=guard.SESSION_IDLE_TIMEOUT, limit=PER_CLIENT_SESSIONS)
     return guard.BearerTokenGuard(app, token) if token else app
 
 

@@ -23,7 +23,7 @@ from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 from starlette.types import Receive, Scope, Send
 
-from systeme_mcp import http_guard
+from systeme_mcp import http_guard, transport
 from systeme_mcp.http_guard import (
     LOG_BURST,
     REJECTION_LOGGERS,
@@ -35,6 +35,7 @@ from systeme_mcp.http_guard import (
 )
 from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
+from systeme_mcp.session_limits import SessionsPerClient
 from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
@@ -181,6 +182,32 @@ async def test_legacy_sessions_are_capped(sandbox: Any, monkeypatch: pytest.Monk
     async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
         opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(3)]
         assert [a.status_code for a in opened] == [200, 200, 503]
+
+
+async def test_one_client_cannot_take_every_session(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport, "PER_CLIENT_SESSIONS", 2)
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+        opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(3)]
+        assert [a.status_code for a in opened] == [200, 200, 503]
+        assert opened[2].json()["error"]["code"] == -32000
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        session = opened[0].headers["mcp-session-id"]
+        assert (await http.post(url, json=ping, headers={**ACCEPT, "Mcp-Session-Id": session})).status_code == 200
+        assert (await http.delete(url, headers={**ACCEPT, "Mcp-Session-Id": session})).status_code < 300
+        assert (await http.post(url, json=INIT, headers=ACCEPT)).status_code == 200  # a slot was freed
+
+
+def test_a_clients_idle_sessions_stop_counting() -> None:
+    now = [0.0]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("not called")
+
+    limits = SessionsPerClient(app, idle=10.0, limit=1, clock=lambda: now[0])
+    limits._live["10.0.0.1"] = {"a": 0.0}
+    assert limits.held("10.0.0.1") == 1
+    now[0] = 11.0
+    assert limits.held("10.0.0.1") == 0
 
 
 class _Waiter(logging.Handler):

@@ -1,0 +1,110 @@
+"""Per-client limits on 2025-11-25 (stateful) HTTP sessions, so one client cannot take every session slot.
+
+The SDK caps sessions for the whole server (`max_sessions`) and closes idle ones; this middleware adds a cap
+per client address: an `initialize` that would open one more session for a client already holding
+`PER_CLIENT_SESSIONS` gets a 503 JSON-RPC error, and nothing reaches the server. A session counts from the
+answer that hands out its `Mcp-Session-Id` until it is deleted or has been idle as long as the SDK keeps it.
+(2026-07-28 requests are stateless: they open no session and are never counted.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PER_CLIENT_SESSIONS = 20  # sessions one client address may hold at once
+MAX_PEEKED_BODY = 1024 * 1024  # bytes of a session-less POST read to see whether it opens a session
+
+log = logging.getLogger("systeme_mcp.http")
+
+
+class SessionsPerClient:
+    """ASGI middleware: at most `limit` live sessions per client address (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        idle: float,
+        limit: int = PER_CLIENT_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app, self.idle, self.limit, self.clock = app, idle, limit, clock
+        self._live: dict[str, dict[str, float]] = {}  # client address → session id → last request
+
+    def held(self, client: str) -> int:
+        """Live sessions of `client` now (idle ones dropped)."""
+        sessions = self._live.get(client, {})
+        now = self.clock()
+        for sid in [s for s, seen in sessions.items() if now - seen > self.idle]:
+            del sessions[sid]
+        return len(sessions)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "?"
+        headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        sid = headers.get(b"mcp-session-id", b"").decode("latin-1")
+        sessions = self._live.setdefault(client, {})
+        if sid:
+            if scope["method"] == "DELETE":
+                sessions.pop(sid, None)
+            elif sid in sessions:
+                sessions[sid] = self.clock()
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
+            body, receive = await _peek(receive)
+            if _opens_session(body) and self.held(client) >= self.limit:
+                log.warning("refused a new session for %s: it already holds %d", client, self.limit)
+                await _too_many(send, self.limit)
+                return
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                given = dict((k.lower(), v) for k, v in message.get("headers") or []).get(b"mcp-session-id")
+                if given:
+                    sessions[given.decode("latin-1")] = self.clock()
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+async def _peek(receive: Receive) -> tuple[bytes, Receive]:
+    """The request body (up to MAX_PEEKED_BODY) and a `receive` that replays it to the app."""
+    chunks: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunks.append(message)
+        size += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body") or size > MAX_PEEKED_BODY:
+            break
+    body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+
+    async def replay() -> Message:
+        return chunks.pop(0) if chunks else await receive()
+
+    return body, replay
+
+
+def _opens_session(body: bytes) -> bool:
+    try:
+        message: Any = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize"
+
+
+async def _too_many(send: Send, limit: int) -> None:
+    error = {"code": -32000, "message": f"Too many open sessions for this client (at most {limit}); close one"}
+    payload = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": payload})
