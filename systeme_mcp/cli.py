@@ -28,6 +28,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--toolsets", help="comma-separated toolsets to load, or all (default: all but funnels, mailing, sms)"
     )
+    p.add_argument(
+        "--profile",
+        choices=["full", "discover"],
+        help="full: list every loaded tool (default); discover: three tools (search_tools, describe_tool, "
+        "call_tool) that reach them all, for clients short of context",
+    )
     p.add_argument("--read-only", action="store_true", default=None, help="expose and allow only reads")
     p.add_argument(
         "--no-confirm",
@@ -77,10 +83,28 @@ def load_settings(options: dict[str, Any]) -> Any:
         raise SystemExit(f"systeme-mcp: invalid configuration: {problems}") from None
 
 
+# The HTTP stack's own loggers: httpcore2 dumps request and response headers at DEBUG (an upstream that echoes
+# a key into a header would put it on stderr), httpx2 logs each request line at INFO.
+HTTP_LOGGERS = {
+    "httpcore2": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "httpx2": logging.INFO,
+    "httpx": logging.INFO,
+}
+
+
+def quiet_http_logs() -> None:
+    """Never let the HTTP stack log headers or bodies, whatever SYSTEME_LOG_LEVEL says."""
+    for name, floor in HTTP_LOGGERS.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(max(floor, logger.getEffectiveLevel()))
+
+
 def serve(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
     settings = load_settings(vars(args))
     logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
+    quiet_http_logs()
     from .transport import run  # lazy: the server stack loads only when serving
 
     try:

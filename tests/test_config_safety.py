@@ -186,3 +186,24 @@ def test_no_warning_for_real_keys(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="systeme_mcp"):
         announce(Settings(backend="direct", systeme_api_key=KEY))
     assert not [r for r in caplog.records if "too short" in r.getMessage()]
+
+
+def test_the_http_stack_never_logs_headers_even_at_debug() -> None:
+    import logging
+
+    from systeme_mcp.cli import quiet_http_logs
+
+    root = logging.getLogger()
+    level = root.level
+    saved = {name: logging.getLogger(name).level for name in ("httpcore2", "httpx2")}
+    try:
+        root.setLevel(logging.DEBUG)
+        quiet_http_logs()
+        assert not logging.getLogger("httpcore2.http11").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("httpcore2.connection").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("httpx2").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("systeme_mcp.client").isEnabledFor(logging.DEBUG)  # ours still logs
+    finally:
+        root.setLevel(level)
+        for name, saved_level in saved.items():
+            logging.getLogger(name).setLevel(saved_level)
