@@ -2,8 +2,9 @@
 
 An answer is text for the model plus structuredContent for the app. Writes always say their `outcome`
 (applied / already_applied / not_applied / unknown) with a short `message`, failures included; a failure's
-text says what went wrong, whether anything changed, and what to do next. Lists are one line per item, cut at
-an item boundary to stay under `TEXT_BUDGET` characters, with the exact call for the next page.
+text says what went wrong, whether anything changed, and what to do next. A list shows every item of the page
+asked for as one compact line (the shape's `list_fields`; structured items keep every field), cut at an item
+boundary only if the text would pass `TEXT_LIMIT` bytes, with the exact call that continues after the last line.
 
 `sealed` is the last step out of every answer: it removes every secret first (before any cut of its own, so no
 cut splits a key), makes invisible characters visible, turns forged `more:`/`next:`/`apply:` lines into quoted
@@ -23,13 +24,14 @@ from mcp import types
 
 from . import bounds, errors
 from .calls import Outcome, OutcomeKind
-from .catalog import Catalog, Operation
+from .catalog import Catalog, Operation, ResultShape
 from .confirm import KEY, QUESTION_BUDGET, SCHEMA, Ask, Decision, Declined, NeedsConfirm
 from .projection import call_text, cut, cut_line, format_args, items_of, line, pick, project, target_words
 from .schemas import ArgumentError
 
-TEXT_BUDGET = 8_000  # characters of lines an answer aims for; some CLIs cut tool text at 10 KB
+TEXT_BUDGET = 8_000  # characters of text a single-item or workflow answer aims for; some CLIs cut tool text at 10 KB
 TEXT_LIMIT = 10_000  # UTF-8 bytes: the hard cap `sealed` enforces on an answer's text (so on any line of it)
+LIST_ROOM = 200  # bytes under TEXT_LIMIT a list page leaves free (for a note `sealed` may add): its lines fit whole
 STRUCTURED_BUDGET = 48_000  # UTF-8 bytes of compact JSON for structuredContent (with the text: under 64 KiB)
 STRING_BUDGET = 1_000  # characters per string value when structured content must shrink
 ERROR_BUDGET = 4_000  # characters of an error text
@@ -173,51 +175,87 @@ def failure_text(op: Operation, args: dict[str, Any], outcome: Outcome) -> str:
     return text
 
 
+def _plural(noun: str) -> str:
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+
+
+def _left_out(catalog: Catalog, shape: ResultShape) -> str:
+    """What compact lines leave out, and where it is: ` (lines leave out locale, …: get_contact shows them)`."""
+    listed = shape.list_fields
+    if listed is None:
+        return ""
+    names = [
+        f"other {name}" if any(e.startswith(f"{name}.") for e in listed) else name
+        for name in shape.fields
+        if name != shape.key and name not in listed
+    ]
+    if not names:
+        return ""
+    getters = (o for o in catalog if o.read_only and not o.is_list and o.path_params)
+    details = next((o.name for o in getters if (s := catalog.shape(o)) and s.noun == shape.noun), None)
+    where = f"{details} shows them" if details else "only in structured content"
+    return f" (lines leave out {', '.join(names)}: {where})"
+
+
 def _page(catalog: Catalog, op: Operation, args: dict[str, Any], data: Any) -> tuple[str, dict[str, Any]]:
-    """A page of items: header, one line each, and the exact next call (or 'last page'); the items shown are as
-    many as fit both `TEXT_BUDGET` (text) and `STRUCTURED_BUDGET` (structured), so both end at the same item."""
+    """A page of items: header, one compact line per item (the shape's `list_fields`), and the exact next call (or
+    'last page'). Every item of the page is shown, unless the text would pass `TEXT_LIMIT` bytes (less
+    `LIST_ROOM`) or the structured content `STRUCTURED_BUDGET`: then both end at the same item, the header says
+    so, and the next call continues right after it. Structured items keep every field."""
     shape = catalog.shape(op)
     assert shape is not None
     items = [project(shape, o) for o in items_of(op, data)]
-    has_more = bool(data.get("hasMore")) if isinstance(data, dict) else False
+    api_has_more = bool(data.get("hasMore")) if isinstance(data, dict) else False
+    room = TEXT_LIMIT - LIST_ROOM
     lines: list[str] = []
     used = 0
     for item in items:
-        text = line(shape, item)
-        if used + len(text) > TEXT_BUDGET and lines:
+        row = line(shape, item, only=shape.list_fields)
+        used += len(row.encode()) + 1
+        if used > room and lines:
             break
-        lines.append(text)
-        used += len(text) + 1
+        lines.append(row)
     shown = items[: len(lines)]
-    why = f"{TEXT_BUDGET} characters of text" if len(shown) < len(items) else ""
+    why = f"{TEXT_LIMIT} bytes of text" if len(shown) < len(items) else ""
     values_cut = 0
-    if bounds.size(shown) > STRUCTURED_BUDGET - 1_000:  # room for has_more, next and message
+    if bounds.size(shown) > STRUCTURED_BUDGET - 1_000:  # room for has_more and next
         shown, values_cut = bounds.cut_strings(shown, STRING_BUDGET, top=False)
         keep = max(1, bounds.fitting(shown, STRUCTURED_BUDGET - 1_000))
         if keep < len(shown):
             shown, lines, why = shown[:keep], lines[:keep], f"{STRUCTURED_BUDGET} bytes of structured content"
-    cut_short = len(shown) < len(items)
-    has_more = has_more or cut_short
-    noun = shape.noun + ("" if len(items) == 1 else "s")
-    header = f"{len(items)} {noun}" if items else f"No {shape.noun}s found"
-    if cut_short:
-        header += f" (showing the first {len(shown)} to stay under {why})"
-    if values_cut:
-        header += (
-            f" ({values_cut} values over {STRING_BUDGET} characters cut in structured content, marked …[+N chars])"
-        )
-    nxt: dict[str, Any] | None = None
-    if has_more and shown and op.paginated:
-        next_args = {k: v for k, v in args.items() if k != "starting_after"}
-        next_args["starting_after"] = shown[-1][shape.key]
-        nxt = {"tool": op.name, "arguments": next_args}
-        footer = f"more: {call_text(op.name, next_args)}"
-    elif has_more:
-        footer = "more exist, but this list cannot be paged further; narrow the filters."
-    else:
-        footer = "last page." if items else ""
-    text = "\n".join([header + (":" if lines else "."), *lines, footer]).strip()
-    return text, {"items": shown, "has_more": has_more, "next": nxt}
+    noun = shape.noun if len(items) == 1 else _plural(shape.noun)
+    left_out = _left_out(catalog, shape) if items else ""
+
+    def render(count: int) -> tuple[str, dict[str, Any]]:
+        cut_short = count < len(items)
+        has_more = api_has_more or cut_short
+        header = f"{len(items)} {noun}{left_out}" if items else f"No {_plural(shape.noun)} found"
+        if cut_short:
+            header += f" (showing the first {count} to stay under {why})"
+        if values_cut:
+            header += (
+                f" ({values_cut} values over {STRING_BUDGET} characters cut in structured content, marked …[+N chars])"
+            )
+        nxt: dict[str, Any] | None = None
+        if has_more and count and op.paginated:
+            next_args = {k: v for k, v in args.items() if k != "starting_after"}
+            next_args["starting_after"] = shown[count - 1][shape.key]
+            nxt = {"tool": op.name, "arguments": next_args}
+            footer = f"more: {call_text(op.name, next_args)}"
+        elif has_more:
+            footer = "more exist, but this list cannot be paged further; narrow the filters."
+        else:
+            footer = "last page." if items else ""
+        text = "\n".join([header + (":" if count else "."), *lines[:count], footer]).strip()
+        return text, {"items": shown[:count], "has_more": has_more, "next": nxt}
+
+    count = len(lines)
+    text, page = render(count)
+    while count > 1 and len(text.encode()) > room:  # the header and the next call take their room from the lines
+        count -= 1
+        why = why or f"{TEXT_LIMIT} bytes of text"
+        text, page = render(count)
+    return text, page
 
 
 # ---------------------------------------------------------------- workflow tools and the server's own answers

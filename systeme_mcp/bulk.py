@@ -28,6 +28,7 @@ from .schemas import ArgumentError
 from .tools import ToolDef
 from .workflow_kit import declare, param, tool_def
 
+TOOLSET = "bulk"  # opt-in (registry.OPT_IN_TOOLSETS): one contact at a time is the default toolsets' job
 BULK_CONCURRENCY = 8
 MAX_CONTACTS = 5000
 MEMBER_PAGES = 100  # cap on pages read to learn who is already in the target state
@@ -40,7 +41,7 @@ def split(ids: list[int], members: set[int], *, adds: bool) -> tuple[list[int], 
     return todo, [i for i in ids if (i in members) == adds]
 
 
-FILTER = {"type": "object", "description": 'Or find_contacts filters, e.g. {"email_domain": "acme.test"}.'}
+FILTER = {"type": "object", "description": 'Or find_contacts filters, e.g. {"tag": "vip"}.'}
 
 
 class BulkTool:
@@ -60,27 +61,17 @@ class BulkTool:
         self.decl = declare(
             target.tool,
             target.title,
-            f"{target.description}, given contact_ids or a filter. Skips contacts already so; reports "
-            "changed / already / failed.",
+            f"{target.description}, given contact_ids or a filter; skips contacts already so.",
             params,
             destructive=target.destructive,
             rules=write_op.rules,
+            toolset=TOOLSET,
         )
 
     def tool(self) -> ToolDef:
-        counts = {"type": "object", "additionalProperties": {"type": "integer"}}
-        ids = {"type": "array", "items": {"type": "integer"}}
-        properties = {
-            "dry_run": {"type": "boolean"},
-            "counts": counts,
-            "to_change": ids,
-            "changed": ids,
-            "already": ids,
-            "failed": {"type": "array", "items": {"type": "object"}},
-            "apply": {"type": ["object", "null"], "description": "The exact call that applies the preview."},
-            "next": {"type": ["object", "null"], "description": "The call covering contacts past the scan cap."},
-        }
-        output = write_schema(properties, ("dry_run", "counts"))
+        # besides dry_run and counts (by state): the ids of each state (to_change, changed, already, failed),
+        # `apply`, the exact call that applies a preview, `next`, the call covering contacts past the scan cap
+        output = write_schema("dry_run", "counts")
         return tool_def(self.decl, self.run, output, extra={"filter": FILTER})
 
     # ------------------------------------------------------------------ arguments and selection

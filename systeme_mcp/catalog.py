@@ -34,7 +34,7 @@ ParamType = Literal[
 ]
 Location = Literal["path", "query", "body", "field", "fields", "local"]  # local: read by the server, never sent
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-FieldType = Literal["string", "integer", "boolean", "flag", "slug_map", "refs", "events"]
+FieldType = Literal["string", "datetime", "integer", "boolean", "flag", "slug_map", "refs", "events"]
 
 # The order tools are listed in: by toolset, then as declared.
 TOOLSET_ORDER = (
@@ -50,6 +50,7 @@ TOOLSET_ORDER = (
     "mailing",
     "sms",
     "workflows",
+    "bulk",
 )
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{2,63}$")
@@ -122,6 +123,7 @@ class ResultShape(_Strict):
     noun: str
     key: str = "id"
     fields: dict[str, ResultField]
+    list_fields: tuple[str, ...] | None = None  # what a list page's line shows besides the key; None: every field
 
     @model_validator(mode="before")
     @classmethod
@@ -130,6 +132,14 @@ class ResultShape(_Strict):
             data = dict(data)
             data["fields"] = {k: {"path": v} if isinstance(v, str) else v for k, v in data["fields"].items()}
         return data
+
+    @model_validator(mode="after")
+    def _check_list_fields(self) -> ResultShape:
+        for entry in self.list_fields or ():  # a field, or `slug_map_field.key` (e.g. `fields.first_name`)
+            name, dot, _ = entry.partition(".")
+            if name not in self.fields or (dot and self.fields[name].type != "slug_map"):
+                raise ValueError(f"list_fields: {entry!r} is neither a field nor `slug_map_field.key` of the shape")
+        return self
 
 
 class Reference(_Strict):
@@ -266,7 +276,7 @@ CONFIRM = {
     "name": "confirm",
     "type": "boolean",
     "in": "local",
-    "description": "true only after the user agreed (needed when the client cannot ask the user itself).",
+    "description": "true only after the user agreed.",
 }
 
 

@@ -26,7 +26,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000)")
     p.add_argument(
-        "--toolsets", help="comma-separated toolsets to load, or all (default: all but funnels, mailing, sms)"
+        "--toolsets",
+        help="comma-separated toolsets to load; `default` names the default ones (all but payment, webhooks, bulk, "
+        "funnels, mailing, sms; connections only with the Maton gateway or the sandbox), `all` every one",
     )
     p.add_argument(
         "--profile",

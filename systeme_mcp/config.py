@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     )
     maton_ctrl_url: str = Field("https://ctrl.maton.ai", validation_alias=_env("MATON_CTRL_URL", "maton_ctrl_url"))
     toolsets: Annotated[list[str] | None, NoDecode] = Field(None, validation_alias=_env("SYSTEME_TOOLSETS", "toolsets"))
+    # full: every chosen tool is listed; discover: search_tools, describe_tool and call_tool reach them (discovery.py)
+    profile: Literal["full", "discover"] = Field("full", validation_alias=_env("SYSTEME_PROFILE", "profile"))
     read_only: bool = Field(False, validation_alias=_env("SYSTEME_READ_ONLY", "read_only"))
     confirm_destructive: bool = Field(True, validation_alias=_env("SYSTEME_CONFIRM_DESTRUCTIVE", "confirm_destructive"))
     timeout: float = Field(30.0, gt=0, le=300, validation_alias=_env("SYSTEME_TIMEOUT", "timeout"))

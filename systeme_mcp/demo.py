@@ -73,7 +73,8 @@ def _learn(tool: str, structured: dict[str, Any] | None, ctx: dict[str, Any]) ->
 
 async def _session(out: Any) -> int:
     started = time.perf_counter()
-    settings = Settings(backend="sandbox", confirm_destructive=False)
+    # the default toolsets, and the opt-in webhooks one for the last step
+    settings = Settings(backend="sandbox", confirm_destructive=False, toolsets=["default", "webhooks"])
     async with serving(settings) as server, Client(server) as client:
         listed = await client.list_tools()
         print(f"Connected to systeme-mcp on the embedded sandbox: {len(listed.tools)} tools.\n", file=out)

@@ -10,12 +10,13 @@ from typing import Any
 from mcp import types
 
 from . import answers, calls
+from .answer_schemas import list_schema
 from .catalog import Catalog, Param
 from .policy import PAGE_SIZE
 from .projection import call_text, cut, fence, items_of, project
 from .runtime import CallContext
 from .tools import ToolDef
-from .workflow_kit import Declared, Refused, contact_line, contact_schema, declare, param, tool_def
+from .workflow_kit import Declared, Refused, contact_line, declare, param, tool_def
 
 MAX_PAGES = 10  # default cap on pages scanned per call
 SHOW = 20  # default number of matches shown
@@ -31,10 +32,12 @@ def filter_params(catalog: Catalog) -> list[Param]:
         param("name", {"type": "string", "max_length": 255}, description="First or last name contains this."),
         param("tag_id", {"type": "integer", "minimum": 1}, description="Has this tag id."),
         param("tag", {"type": "string", "max_length": 64}, description="Has the tag named this."),
-        param("field", {"type": "string", "pattern": r"^\w+=", "max_length": 2000}, description="slug=value"),
+        param(
+            "field", {"type": "string", "pattern": r"^\w+=", "max_length": 2000}, description="Custom field slug=value."
+        ),
         param("registered_after", listing["registered_after"]),
         param("registered_before", listing["registered_before"]),
-        param("max_pages", {"type": "integer", "minimum": 1, "maximum": 50}, description="Pages scanned (10)."),
+        param("max_pages", {"type": "integer", "minimum": 1, "maximum": 50}, description="Pages to scan (default 10)."),
         param("starting_after", listing["starting_after"], description="Continue after this contact id."),
     ]
 
@@ -114,29 +117,17 @@ def scope_text(found: Scan, crit: dict[str, Any]) -> str:
 def _find(catalog: Catalog) -> tuple[Declared, dict[str, Any]]:
     params = [
         *filter_params(catalog),
-        param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Matches listed (20)."),
+        param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Matches shown (default 20)."),
     ]
     decl = declare(
         "find_contacts",
         "Find contacts",
-        "Contacts matching all given filters, newest first, scanned server-side; answers the total matched "
-        "and the exact call to continue.",
+        "Find the contacts matching all the filters given, newest first, scanned server-side; says how many match.",
         params,
         read_only=True,
     )
-    output = {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": contact_schema(catalog)},
-            "total": {"type": "integer", "description": "Matches in the contacts scanned."},
-            "complete": {"type": "boolean", "description": "Scanned to the last contact."},
-            "has_more": {"type": "boolean"},
-            "next": {"type": ["object", "null"], "description": "The exact call to continue."},
-            "message": {"type": "string"},
-        },
-        "required": ["items", "total", "complete", "has_more", "message"],
-    }
-    return decl, output
+    # total: matches in the contacts scanned; complete: scanned to the last contact; next: the call to continue
+    return decl, list_schema("total", "complete", "message")
 
 
 def find_tool(catalog: Catalog) -> ToolDef:

@@ -1,7 +1,9 @@
-"""API objects → the compact items the model reads: declared fields only, one line per item, and their schema.
+"""API objects → the compact items the model reads: declared fields only, one line per item.
+(Their JSON Schema is in `answer_schemas.item_schema`.)
 
-Items keep the fields their shape declares (snake_case, nulls/empties dropped, ids kept); a value is cut
-with a marker past `VALUE_BUDGET` characters inside a line.
+Items keep the fields their shape declares (snake_case, nulls/empties dropped, ids kept, UTC times as `…Z`); a
+value is cut with a marker past `VALUE_BUDGET` characters inside a line. A list page's line shows only the
+shape's `list_fields` (`line(..., only=shape.list_fields)`); a single item's line shows every field.
 
 Account data is text typed by strangers, so every value reaching text goes through `fence`: a plain value
 (printable, none of the renderer's delimiters) is shown as is; anything else is a JSON string literal whose
@@ -12,6 +14,8 @@ A value can therefore never break a line, close a `tags=[…]` list, or look lik
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from .catalog import Operation, ResultField, ResultShape
@@ -114,6 +118,14 @@ def items_of(op: Operation, data: Any) -> list[Any]:
     return items if isinstance(items, list) else []
 
 
+def _is_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _project_field(f: ResultField, raw: Any) -> Any:
     match f.type:
         case "slug_map":
@@ -135,6 +147,8 @@ def _project_field(f: ResultField, raw: Any) -> Any:
             return raw if isinstance(raw, bool) else None
         case "integer":
             return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+        case "datetime" if isinstance(raw, str) and raw.endswith("+00:00") and _is_datetime(raw):
+            return raw.removesuffix("+00:00") + "Z"  # the same instant in RFC 3339's short form for UTC
         case _:
             if raw in (None, "", [], {}):
                 return None
@@ -155,20 +169,26 @@ def _shown(value: Any, budget: int = VALUE_BUDGET, *, quote: bool = False) -> st
     return fence(cut(value, budget) if isinstance(value, str) else value, quote=quote)
 
 
-def line(shape: ResultShape, item: dict[str, Any], *, quote: bool = False) -> str:
+def line(shape: ResultShape, item: dict[str, Any], *, quote: bool = False, only: Collection[str] | None = None) -> str:
     """`#812 email=ana@acme.test first_name=Ana tags=[vip#3] unsubscribed` — one item, one line.
 
-    Every value from the account is `fence`d (cut first); `quote` quotes every string value."""
+    Every value from the account is `fence`d (cut first); `quote` quotes every string value. `only` (a shape's
+    `list_fields`, for a list page) narrows the line to those fields — `name`, or `name.key` for one key of a
+    slug_map field; the key is always shown."""
     key = item.get(shape.key)
     parts = [f"#{_shown(key)}" if shape.key == "id" else f"{shape.key}={_shown(key, quote=quote)}"]
     for name, value in item.items():
         if name == shape.key:
             continue
         f = shape.fields[name]
+        whole = only is None or name in only
+        if not whole and f.type != "slug_map":
+            continue
         if f.type == "flag":
             parts.append(name)
         elif f.type == "slug_map":
-            parts.extend(f"{_shown(k, REF_BUDGET)}={_shown(v, quote=quote)}" for k, v in value.items())
+            pairs = value.items() if whole else ((k, v) for k, v in value.items() if f"{name}.{k}" in (only or ()))
+            parts.extend(f"{_shown(k, REF_BUDGET)}={_shown(v, quote=quote)}" for k, v in pairs)
         elif f.type == "refs":
             refs = (f"{_shown(str(r['name']), REF_BUDGET, quote=quote)}#{_shown(r['id'])}" for r in value)
             parts.append(f"{name}=[" + ", ".join(refs) + "]")
@@ -196,21 +216,3 @@ def target_words(op: Operation, args: dict[str, Any]) -> str:
 def format_args(template: str, args: dict[str, Any]) -> str:
     """`template.format(**args)` with every string argument `fence`d (they may be copied from account data)."""
     return template.format(**{k: fence(cut(v)) if isinstance(v, str) else v for k, v in args.items()})
-
-
-ITEM_TYPES: dict[str, dict[str, Any]] = {
-    "string": {"type": "string"},
-    "integer": {"type": "integer"},
-    "boolean": {"type": "boolean"},
-    "flag": {"const": True},
-    "slug_map": {"type": "object", "additionalProperties": {"type": "string"}},
-    "refs": {"type": "array", "items": {"type": "object"}},
-    "events": {"type": "array", "items": {"type": "string"}},
-}
-
-
-def item_schema(shape: ResultShape) -> dict[str, Any]:
-    """JSON Schema of a projected item."""
-    props = {name: dict(ITEM_TYPES[f.type]) for name, f in shape.fields.items()}
-    props[shape.key] = {"type": ["integer", "string"]}
-    return {"type": "object", "properties": props, "required": [shape.key]}

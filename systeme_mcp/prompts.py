@@ -10,6 +10,7 @@ non-printable characters escaped; completion values are names that can be typed 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from mcp import MCPError, types
 from . import bounds, errors
 from .answers import ERROR_BUDGET
 from .projection import cut, quoted
+from .registry import loaded_toolsets
 from .resources import list_items
 from .runtime import Runtime
 
@@ -39,10 +41,21 @@ class PromptDef:
     args: tuple[Arg, ...]
     template: str  # str.format'ed with the arguments (missing optional ones as "")
     steps: dict[str, str] = field(default_factory=dict)  # optional argument → the step it adds
+    needs: str = ""  # an opt-in toolset the plan calls tools of (registry.OPT_IN_TOOLSETS)
+    # the plan in tools of the default toolsets, for when `needs` is not loaded: (template, steps); None: the
+    # prompt says which toolset to load first
+    without: tuple[str, dict[str, str]] | None = None
 
-    def render(self, values: dict[str, str]) -> str:
-        text = self.template.format(**values)
-        extra = [step.format(**values) for arg, step in self.steps.items() if values.get(arg)]
+    def render(self, values: dict[str, str], loaded: Collection[str]) -> str:
+        template, steps, lead = self.template, self.steps, ""
+        if self.needs and self.needs not in loaded:
+            if self.without is None:
+                load = f"SYSTEME_TOOLSETS=default,{self.needs}"
+                lead = f"(This plan needs the `{self.needs}` toolset, which is not loaded: {load}.)\n"
+            else:
+                template, steps = self.without
+        text = lead + template.format(**values)
+        extra = [step.format(**values) for arg, step in steps.items() if values.get(arg)]
         return text + "".join(f"\n- {s}" for s in extra)
 
 
@@ -75,6 +88,20 @@ PROMPTS = {
                 "community": "Find community {community!r} with list_communities(query={community!r}), then "
                 "bulk_add_to_community(contact_ids=[<id>], community_id=<community id>).",
             },
+            needs="bulk",
+            without=(
+                "Onboard the customer {email}{named}. Steps, each reported in one line:\n"
+                "- upsert_contact(email={email!r}{first}) — it says whether the contact was created or updated.",
+                {
+                    "tag": "Find the id of tag {tag!r} with list_tags(query={tag!r}) (create_tag if missing), then "
+                    "add_tag_to_contact(contact_id=<id>, tag_id=<tag id>).",
+                    "course": "Find course {course!r} with list_courses(query={course!r}); unless "
+                    "list_enrollments(course_id=<course id>, contact_id=<id>) shows one already, "
+                    "create_enrollment(course_id=<course id>, contact_id=<id>, access_type={access!r}).",
+                    "community": "Find community {community!r} with list_communities(query={community!r}), then "
+                    "create_membership(community_id=<community id>, contact_id=<id>).",
+                },
+            ),
         ),
         PromptDef(
             "clean_up_tag",
@@ -90,6 +117,15 @@ PROMPTS = {
             "- bulk_remove_tag(contact_ids=[...], tag_id=<id>) previews; show the preview to the user and apply "
             "only with their agreement (the exact call it gives, with dry_run=false).",
             {"keep_domain": "Contacts whose email is not at {keep_domain} are the candidates to untag."},
+            needs="bulk",
+            without=(
+                "Clean up the tag {tag!r}.\n"
+                "- find_contacts(tag={tag!r}) shows who has it and how many.\n"
+                "- Decide with the user which contacts should lose it; never guess.\n"
+                "- remove_tag_from_contact(contact_id=<id>, tag_id=<id>) for each of them, only with the user's "
+                "agreement.",
+                {"keep_domain": "Contacts whose email is not at {keep_domain} are the candidates to untag."},
+            ),
         ),
         PromptDef(
             "audit_webhooks",
@@ -101,6 +137,7 @@ PROMPTS = {
             "- Report per webhook: name, URL (https?), active, events; flag inactive ones, duplicate URLs and "
             "missing CONTACT_CREATED / SALE_NEW where sales or sign-ups matter.\n"
             "- Propose fixes (update_webhook); change nothing without the user's agreement.",
+            needs="webhooks",
         ),
     )
 }
@@ -153,7 +190,8 @@ async def get_prompt(runtime: Runtime, params: types.GetPromptRequestParams) -> 
         "access": values.get("access_type") or "full_access",
         "focus": values.get("focus") or "all",
     }
-    text = bounds.bound_text(bounds.safe_text(prompt.render(values)), PROMPT_BUDGET)
+    loaded = loaded_toolsets(runtime.settings.toolsets, runtime.settings.resolved_backend)
+    text = bounds.bound_text(bounds.safe_text(prompt.render(values, loaded)), PROMPT_BUDGET)
     message = types.PromptMessage(role="user", content=types.TextContent(type="text", text=text))
     return types.GetPromptResult(description=prompt.description, messages=[message])
 

@@ -7,17 +7,49 @@ from functools import cache
 
 from .bulk import bulk_tools
 from .catalog import TOOLSET_ORDER, Catalog, load_catalog
-from .config import Settings
+from .config import Backend, Settings
+from .discovery import discovery_tools
 from .finder import find_tool
 from .operations import declared_tool
 from .tools import ToolDef
 from .upsert import get_by_email_tool, upsert_tool
 
-# Loaded when SYSTEME_TOOLSETS / --toolsets is not set: the core account tools. funnels, mailing and sms are
-# opt-in (e.g. SYSTEME_TOOLSETS=all, or contacts,tags,mailing) so the default tool list stays affordable.
-OPT_IN_TOOLSETS = ("funnels", "mailing", "sms")
+# Loaded when SYSTEME_TOOLSETS / --toolsets is not set (or names `default`): one account's everyday work, contact
+# by contact (contacts, tags, fields, school, community, workflows), within what clients load (≤ 40 tools, ≤ 5,000
+# tokens; tests/test_token_budget.py). Opt-in, as they apply to some jobs only: payment (subscriptions; cancelling
+# is a money matter), webhooks (integrations), bulk (many contacts at once), funnels, mailing, sms. Name them
+# with the default (SYSTEME_TOOLSETS=default,bulk) or load everything (all).
+OPT_IN_TOOLSETS = ("payment", "webhooks", "bulk", "funnels", "mailing", "sms")
 DEFAULT_TOOLSETS = tuple(t for t in TOOLSET_ORDER if t not in OPT_IN_TOOLSETS)
+# Default toolsets that apply to some backends only: the connections tools talk to Maton's control API, so they
+# load with the gateway, and with the sandbox, which models Maton (never with the direct API: no Maton key).
+BACKEND_TOOLSETS: dict[str, tuple[Backend, ...]] = {"connections": ("gateway", "sandbox")}
 ALL = "all"
+DEFAULT = "default"
+
+
+def default_toolsets(backend: Backend | None = None) -> tuple[str, ...]:
+    """The toolsets loaded when none are named: DEFAULT_TOOLSETS, less those that do not apply to `backend`
+    (None: every backend's, as with the gateway)."""
+    return tuple(t for t in DEFAULT_TOOLSETS if backend is None or backend in BACKEND_TOOLSETS.get(t, (backend,)))
+
+
+def chosen_toolsets(known: list[str], toolsets: list[str] | None, backend: Backend | None = None) -> set[str]:
+    """The toolsets `toolsets` names (`all`: every one; `default` or none: `default_toolsets(backend)`)."""
+    unknown = [name for name in toolsets or [] if name not in known and name not in (ALL, DEFAULT)]
+    if unknown:
+        valid = ", ".join(known)
+        raise ValueError(f"unknown toolset(s): {', '.join(unknown)}; valid toolsets: {valid} (or `{ALL}`, `{DEFAULT}`)")
+    if toolsets and ALL in toolsets:
+        return set(known)
+    names = set(toolsets or [DEFAULT])
+    return names - {DEFAULT} | (set(default_toolsets(backend)) if DEFAULT in names else set())
+
+
+def loaded_toolsets(toolsets: list[str] | None, backend: Backend | None = None) -> list[str]:
+    """The toolsets these settings load, in listing order (for the account resource and the prompts)."""
+    chosen = chosen_toolsets(list(TOOLSET_ORDER), toolsets, backend)
+    return [t for t in TOOLSET_ORDER if t in chosen]
 
 
 @cache
@@ -32,17 +64,16 @@ def full_registry(catalog: Catalog) -> dict[str, ToolDef]:
     return registry
 
 
-def select(registry: dict[str, ToolDef], toolsets: list[str] | None, read_only: bool) -> dict[str, ToolDef]:
-    """The tools to expose: the chosen toolsets (DEFAULT_TOOLSETS if none, every one for `all`), only
-    read-only ones if asked."""
-    known = sorted({t.toolset for t in registry.values()})
-    unknown = [name for name in toolsets or [] if name not in known and name != ALL]
-    if unknown:
-        raise ValueError(f"unknown toolset(s): {', '.join(unknown)}; valid toolsets: {', '.join(known)} (or `{ALL}`)")
-    chosen = set(known) if toolsets and ALL in toolsets else set(toolsets or DEFAULT_TOOLSETS)
+def select(
+    registry: dict[str, ToolDef], toolsets: list[str] | None, read_only: bool, backend: Backend | None = None
+) -> dict[str, ToolDef]:
+    """The tools to expose: the chosen toolsets (see `chosen_toolsets`), only read-only ones if asked."""
+    chosen = chosen_toolsets(sorted({t.toolset for t in registry.values()}), toolsets, backend)
     return {name: t for name, t in registry.items() if t.toolset in chosen and (t.read_only or not read_only)}
 
 
 def registry_for(settings: Settings, catalog: Catalog | None = None) -> dict[str, ToolDef]:
-    """The tools a server with these settings exposes."""
-    return select(full_registry(catalog or load_catalog()), settings.toolsets, settings.read_only)
+    """The tools a server with these settings exposes (profile `discover`: three tools that reach those)."""
+    every = full_registry(catalog or load_catalog())
+    chosen = select(every, settings.toolsets, settings.read_only, settings.resolved_backend)
+    return discovery_tools(chosen, every) if settings.profile == "discover" else chosen

@@ -16,6 +16,7 @@ from mcp import MCPError, types
 from . import bounds, errors
 from .answers import ERROR_BUDGET, STRING_BUDGET, STRUCTURED_BUDGET
 from .projection import cut, json_text, project
+from .registry import loaded_toolsets
 from .runtime import Runtime
 from .wire import build_request
 
@@ -100,7 +101,7 @@ async def _account(runtime: Runtime) -> dict[str, Any]:
         "api": base.get(backend, "embedded sandbox"),
         "maton_connection": settings.maton_connection or ("oldest active" if backend == "gateway" else None),
         "read_only": settings.read_only,
-        "toolsets": settings.toolsets or "all",
+        "toolsets": loaded_toolsets(settings.toolsets, backend),
         "counts": counts,
     }
 

@@ -34,10 +34,13 @@ class ToolDef:
 
 
 def tool_annotations(op: Operation) -> types.ToolAnnotations:
-    """The behaviour hints of a declared (or workflow) operation."""
-    return types.ToolAnnotations(
-        read_only_hint=op.read_only,
-        destructive_hint=op.is_destructive if not op.read_only else False,
-        idempotent_hint=op.is_idempotent,
-        open_world_hint=True,
-    )
+    """The behaviour hints of a declared (or workflow) operation, in the spec's compact form (the same facts).
+
+    The spec's defaults: readOnlyHint false, destructiveHint true, idempotentHint false, openWorldHint true; the
+    middle two mean something only for a tool that is not read-only. So a read says `readOnlyHint: true` alone; a
+    write says `destructiveHint` whichever way it goes (clients key their confirmations on it) and
+    `idempotentHint: true` where repeating it is harmless. Every tool reaches the account: open-world, the
+    default. A hint left out reads as its default, which is also the cautious reading."""
+    if op.read_only:
+        return types.ToolAnnotations(read_only_hint=True)
+    return types.ToolAnnotations(destructive_hint=op.is_destructive, idempotent_hint=op.is_idempotent or None)

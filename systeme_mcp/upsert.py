@@ -12,12 +12,12 @@ from typing import Any
 from mcp import types
 
 from . import answers, calls
-from .answer_schemas import write_schema
+from .answer_schemas import schema, write_schema
 from .catalog import Catalog, Operation
 from .projection import project
 from .runtime import CallContext
 from .tools import ToolDef
-from .workflow_kit import contact_by_email, contact_line, contact_schema, declare, param, tool_def
+from .workflow_kit import contact_by_email, contact_line, declare, param, tool_def
 
 CONTACT_ARGS = ("first_name", "last_name", "phone_number", "locale", "fields")
 
@@ -26,7 +26,7 @@ def get_by_email_tool(catalog: Catalog) -> ToolDef:
     decl = declare(
         "get_contact_by_email",
         "Get contact by email",
-        "The contact with this email (case-insensitive), with fields and tags; says plainly if there is none.",
+        "Get the contact with this email (case-insensitive) with its fields and tags, or says there is none.",
         [param("email", catalog["create_contact"].params["email"], description="Email address.")],
         read_only=True,
     )
@@ -40,12 +40,7 @@ def get_by_email_tool(catalog: Catalog) -> ToolDef:
         text = f"contact {contact_line(ctx.catalog, contact)}"
         return answers.workflow(text, {"found": True, "item": project(shape, contact)})
 
-    output = {
-        "type": "object",
-        "properties": {"found": {"type": "boolean"}, "item": contact_schema(catalog), "message": {"type": "string"}},
-        "required": ["found", "message"],
-    }
-    return tool_def(decl, impl, output)
+    return tool_def(decl, impl, schema("found", "message"))  # and the contact as `item` when found
 
 
 def changed_args(update: Operation, contact: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
@@ -70,8 +65,7 @@ def upsert_tool(catalog: Catalog) -> ToolDef:
     decl = declare(
         "upsert_contact",
         "Create or update contact by email",
-        "Create the contact with this email, or update the existing one with only the values given (never a "
-        "duplicate). Says which happened.",
+        "Create the contact with this email, or update only the values given if it exists (never a duplicate).",
         [param(n, create.params[n]) for n in ("email", *CONTACT_ARGS)],
     )
     shape = catalog.shapes["contact"]
@@ -101,7 +95,4 @@ def upsert_tool(catalog: Catalog) -> ToolDef:
         lead = "No contact had this email. "
         return answers.operation(ctx.catalog, create, args, outcome, lead=lead, extra={"action": "created"})
 
-    output = write_schema(
-        {"action": {"enum": ["created", "updated", "unchanged"]}, "item": contact_schema(catalog)}, ("action",)
-    )
-    return tool_def(decl, impl, output)
+    return tool_def(decl, impl, write_schema("action"))  # action: created / updated / unchanged; and `item`

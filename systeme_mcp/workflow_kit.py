@@ -16,7 +16,7 @@ from mcp import types
 
 from . import answers, calls, errors
 from .catalog import Catalog, Operation, Param, Rule, confirmable
-from .projection import item_schema, items_of, line, project
+from .projection import items_of, line, project
 from .runtime import CallContext
 from .schemas import ArgumentError, ArgumentsModel, input_schema
 from .tools import ToolDef, tool_annotations
@@ -58,12 +58,13 @@ def declare(
     read_only: bool = False,
     destructive: bool = False,
     rules: list[Rule] | None = None,
+    toolset: str = TOOLSET,
 ) -> Declared:
     op = Operation(
         name=name,
         title=title,
         description=description,
-        toolset=TOOLSET,
+        toolset=toolset,
         method="GET" if read_only else "POST",
         path="",
         result="none",
@@ -104,11 +105,9 @@ def tool_def(decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[
         output_schema=output,
         annotations=tool_annotations(op),
     )
-    return ToolDef(tool=tool, toolset=TOOLSET, read_only=op.read_only, destructive=op.is_destructive, handler=handler)
-
-
-def contact_schema(catalog: Catalog) -> dict[str, Any]:
-    return item_schema(catalog.shapes["contact"])
+    return ToolDef(
+        tool=tool, toolset=op.toolset, read_only=op.read_only, destructive=op.is_destructive, handler=handler
+    )
 
 
 def contact_line(catalog: Catalog, contact: Any) -> str:

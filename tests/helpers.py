@@ -108,3 +108,17 @@ class Cases(dict[str, Case]):
             return fn
 
         return add
+
+
+def hints(tool: types.Tool) -> dict[str, bool]:
+    """A tool's behaviour hints as the MCP spec reads them: a left-out hint takes its default (readOnlyHint false,
+    destructiveHint true, idempotentHint false, openWorldHint true), and a read-only tool is neither destructive
+    nor anything but idempotent (the spec: those two mean something only for a tool that is not read-only)."""
+    a = tool.annotations or types.ToolAnnotations()
+    read_only = a.read_only_hint is True
+    return {
+        "read_only": read_only,
+        "destructive": not read_only and a.destructive_hint is not False,
+        "idempotent": read_only or a.idempotent_hint is True,
+        "open_world": a.open_world_hint is not False,
+    }

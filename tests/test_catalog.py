@@ -12,6 +12,7 @@ from systeme_mcp.registry import full_registry
 from systeme_mcp.tools import ToolDef
 
 from . import tool_snapshots
+from .helpers import hints
 
 REQUIRED_TOOLS = """
 list_contacts get_contact create_contact update_contact delete_contact
@@ -52,7 +53,9 @@ def test_every_tool_schema_is_valid_and_closed(registry: dict[str, ToolDef]) -> 
         jsonschema.Draft202012Validator.check_schema(t.tool.input_schema)
         assert t.tool.output_schema is not None, t.name
         jsonschema.Draft202012Validator.check_schema(t.tool.output_schema)
-        assert t.tool.annotations is not None and t.tool.annotations.read_only_hint is t.read_only, t.name
+        assert t.tool.annotations is not None and hints(t.tool)["read_only"] is t.read_only, t.name
+        if not t.read_only:  # a write always says whether it destroys (clients key their confirmations on it)
+            assert t.tool.annotations.destructive_hint is t.destructive, t.name
 
 
 @pytest.mark.parametrize("name", REQUIRED_TOOLS)
@@ -72,12 +75,11 @@ def test_tool_is_fully_described(registry: dict[str, ToolDef], name: str) -> Non
 @pytest.mark.parametrize("name", REQUIRED_TOOLS)
 def test_annotations_match_what_the_tool_does(registry: dict[str, ToolDef], name: str) -> None:
     t = registry[name]
-    a = t.tool.annotations
-    assert a is not None
-    assert a.read_only_hint is name.startswith(("list_", "get_"))
-    assert a.destructive_hint is (name in DESTRUCTIVE)
-    assert a.open_world_hint is True
-    assert a.idempotent_hint is not None
+    a = hints(t.tool)  # the spec's reading: left-out hints take their defaults
+    assert a["read_only"] is name.startswith(("list_", "get_"))
+    assert a["destructive"] is (name in DESTRUCTIVE)
+    assert a["open_world"] is True
+    assert a["idempotent"] is (t.operation is not None and t.operation.is_idempotent)
 
 
 def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:

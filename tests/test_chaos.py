@@ -330,7 +330,9 @@ async def test_chaos_no_write_is_lost_duplicated_or_misreported() -> None:
     clock, membership_delay = VirtualClock(), 0.05
     sb = Sandbox(seed=0, rate_limit=None, membership_delay=membership_delay, clock=clock)
     base = sb.base_url.rstrip("/")
-    settings = sandbox_settings(timeout=2.0, maton_gateway_url=base, maton_ctrl_url=base, retry_budget=40.0)
+    settings = sandbox_settings(
+        timeout=2.0, maton_gateway_url=base, maton_ctrl_url=base, retry_budget=40.0, toolsets=["all"]
+    )
     client = SystemeClient(settings, transport=sb.transport(), sleep=clock.sleep, clock=clock)
     runtime = Runtime(settings=settings, catalog=load_catalog(), client=client, sandbox=sb)
     try:

@@ -32,7 +32,7 @@ async def session(sandbox: Any) -> AsyncIterator[Client]:
     moves only when it waits, so retries take no wall-clock time."""
     clock = VirtualClock()
     async with (
-        open_runtime(sandbox_settings(), sandbox=sandbox, sleep=clock.sleep, clock=clock) as rt,
+        open_runtime(sandbox_settings(toolsets=["all"]), sandbox=sandbox, sleep=clock.sleep, clock=clock) as rt,
         Client(create_server(rt), cache=None) as client,
     ):
         yield client

@@ -52,6 +52,7 @@ async def test_account_resource_counts_and_connection_without_secrets(mcp: Clien
     assert "sandbox-maton-key" not in raw.text and "Bearer" not in raw.text
     body = json.loads(raw.text)
     assert body["backend"] == "sandbox"
+    assert body["toolsets"] == ["contacts", "tags", "fields", "school", "community", "connections", "workflows"]
     assert body["counts"]["contacts"] == len(await api.all_items("/api/contacts"))
     assert body["counts"]["tags"] == len(await api.all_items("/api/tags"))
     assert body["counts"]["webhooks"] == len((await api.get("/api/webhooks"))["items"])
@@ -68,7 +69,11 @@ async def test_prompts_are_described_and_render(mcp: Client) -> None:
     message = got.messages[0].content
     assert isinstance(message, types.TextContent)
     assert "upsert_contact(email='ana@acme.test', first_name='Ana')" in message.text
-    assert "bulk_enroll" in message.text and "bulk_add_tag" in message.text and "community" not in message.text
+    # the default toolsets have no bulk tools: the plan uses the one-contact tools
+    assert "create_enrollment" in message.text and "add_tag_to_contact" in message.text
+    assert "bulk_" not in message.text and "community" not in message.text
+    hooks = (await mcp.get_prompt("audit_webhooks", {})).messages[0].content
+    assert isinstance(hooks, types.TextContent) and "SYSTEME_TOOLSETS=default,webhooks" in hooks.text
     with pytest.raises(MCPError, match="`email` is required"):
         await mcp.get_prompt("onboard_new_customer", {})
     with pytest.raises(MCPError, match="must be one of"):
@@ -100,3 +105,15 @@ async def test_completions(mcp: Client, api: RawApi) -> None:
     assert contact_id in ids.completion.values
     none = await mcp.complete(prompt("clean_up_tag"), {"name": "unknown", "value": "x"})
     assert none.completion.values == []
+
+
+@pytest.mark.parametrize("runtime", [{"toolsets": ["default", "bulk", "webhooks"]}], indirect=True)
+async def test_prompts_use_the_opt_in_tools_when_they_are_loaded(mcp: Client) -> None:
+    got = await mcp.get_prompt("onboard_new_customer", {"email": "ana@acme.test", "course": "Yoga", "tag": "vip"})
+    message = got.messages[0].content
+    assert isinstance(message, types.TextContent)
+    assert "bulk_enroll" in message.text and "bulk_add_tag" in message.text and "create_enrollment" not in message.text
+    cleanup = (await mcp.get_prompt("clean_up_tag", {"tag": "vip"})).messages[0].content
+    assert isinstance(cleanup, types.TextContent) and "bulk_remove_tag(" in cleanup.text
+    hooks = (await mcp.get_prompt("audit_webhooks", {})).messages[0].content
+    assert isinstance(hooks, types.TextContent) and "not loaded" not in hooks.text

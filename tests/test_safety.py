@@ -95,7 +95,7 @@ async def test_declined_elicitation_sends_nothing(sandbox: Any, api: RawApi, mod
 @pytest.mark.parametrize("mode", MODES)
 async def test_without_elicitation_an_explicit_confirm_is_required(sandbox: Any, api: RawApi, mode: str) -> None:
     hook = (await api.get("/api/webhooks"))["items"][0]
-    async for client in _session(sandbox, mode):
+    async for client in _session(sandbox, mode, toolsets=["default", "webhooks"]):
         first = await client.call_tool("delete_webhook", {"webhook_id": hook["id"]})
         assert first.is_error and first.structured_content is not None
         assert first.structured_content["outcome"] == "not_applied"

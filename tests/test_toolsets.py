@@ -1,5 +1,6 @@
-"""Toolsets (issue 8): funnels, mailing and SMS are opt-in, with every new tool in its toolset and fully
-described; `all` and explicit lists load what they name; an unset list serves the default toolsets."""
+"""Toolsets (issue 8, issue 12): payment, webhooks, bulk, funnels, mailing and SMS are opt-in, with every new tool
+in its toolset and fully described; `all`, `default` and explicit lists load what they name; an unset list
+serves the default toolsets."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 from mcp import Client
 
 from systeme_mcp.catalog import Catalog
-from systeme_mcp.registry import DEFAULT_TOOLSETS, full_registry, select
+from systeme_mcp.registry import DEFAULT_TOOLSETS, OPT_IN_TOOLSETS, full_registry, select
 from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
 from systeme_mcp.tools import ToolDef
 
 from .conftest import sandbox_settings
+from .helpers import hints
 
 NEW_TOOLS = """
 list_funnels get_funnel create_funnel list_funnel_steps
@@ -48,19 +50,25 @@ def test_new_tool_is_fully_described(registry: dict[str, ToolDef], name: str) ->
     jsonschema.Draft202012Validator.check_schema(tool.input_schema)
     assert tool.output_schema is not None
     jsonschema.Draft202012Validator.check_schema(tool.output_schema)
-    a = tool.annotations
-    assert a is not None and a.open_world_hint is True
-    assert a.read_only_hint is name.startswith(("list_", "get_"))
-    assert a.destructive_hint is (name in DESTRUCTIVE)
+    a = hints(tool)  # the spec's reading: left-out hints take their defaults
+    assert a["open_world"] is True
+    assert a["read_only"] is name.startswith(("list_", "get_"))
+    assert a["destructive"] is (name in DESTRUCTIVE)
     assert f"`{name}`" in README.read_text(encoding="utf-8"), "README tool table is stale"
 
 
 # ---------------------------------------------------------------- default toolsets
-def test_default_toolsets_leave_out_funnels_mailing_sms(registry: dict[str, ToolDef]) -> None:
+def test_default_toolsets_leave_out_the_opt_in_ones(registry: dict[str, ToolDef]) -> None:
     default = select(registry, None, read_only=False)
-    assert not {t.toolset for t in default.values()} & {"funnels", "mailing", "sms"}
-    assert {t.toolset for t in default.values()} == set(DEFAULT_TOOLSETS)
-    assert "list_contacts" in default and "list_funnels" not in default
+    assert set(OPT_IN_TOOLSETS) == {"payment", "webhooks", "bulk", "funnels", "mailing", "sms"}
+    assert not {t.toolset for t in default.values()} & set(OPT_IN_TOOLSETS)
+    assert {t.toolset for t in default.values()} == set(DEFAULT_TOOLSETS)  # no backend given: the gateway's
+    assert "list_contacts" in default and "list_funnels" not in default and "bulk_add_tag" not in default
+    # `default` names them, so an opt-in toolset is added without listing the others
+    assert select(registry, ["default"], read_only=False).keys() == default.keys()
+    bulk = {name for name, t in registry.items() if t.toolset == "bulk"}
+    assert bulk == {"bulk_add_tag", "bulk_remove_tag", "bulk_enroll", "bulk_add_to_community"}
+    assert select(registry, ["default", "bulk"], read_only=False).keys() == default.keys() | bulk
 
 
 def test_all_keyword_and_explicit_toolsets(registry: dict[str, ToolDef]) -> None:
@@ -69,7 +77,9 @@ def test_all_keyword_and_explicit_toolsets(registry: dict[str, ToolDef]) -> None
     assert sorted(mailing) == sorted(TOOLSETS["mailing"])
     read_only = select(registry, ["sms", "funnels"], read_only=True)
     assert "create_funnel" not in read_only and "get_twilio_account" in read_only
-    with pytest.raises(ValueError, match=r"unknown toolset\(s\): mail; valid toolsets: .*mailing.* \(or `all`\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown toolset\(s\): mail; valid toolsets: .*mailing.* \(or `all`, `default`\)"
+    ):
         select(registry, ["mail"], read_only=False)
 
 

@@ -17,9 +17,14 @@ from systeme_mcp.client import SystemeClient
 from systeme_mcp.runtime import Runtime
 from systeme_mcp.server import create_server
 
-from .helpers import RawApi, VirtualClock, requests_seen, text
+from .helpers import RawApi, VirtualClock, hints, requests_seen, text
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def runtime_settings() -> dict[str, Any]:
+    return {"toolsets": ["default", "bulk"]}  # the bulk tools are opt-in
 
 
 @pytest.fixture
@@ -353,6 +358,6 @@ async def test_workflow_tool_definitions(mcp: Client) -> None:
         assert all(p.get("description") for p in tool.input_schema["properties"].values()), name
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
         jsonschema.Draft202012Validator.check_schema(tool.output_schema or {})
-        a = tool.annotations
-        assert a is not None and a.read_only_hint is name.startswith(("find_", "get_"))
-        assert a.destructive_hint is (name == "bulk_remove_tag")
+        a = hints(tool)  # the spec's reading: left-out hints take their defaults
+        assert a["read_only"] is name.startswith(("find_", "get_"))
+        assert a["destructive"] is (name == "bulk_remove_tag")
