@@ -36,6 +36,7 @@ class SessionsPerClient:
     ) -> None:
         self.app, self.idle, self.limit, self.clock = app, idle, limit, clock
         self._live: dict[str, dict[str, float]] = {}  # client address → session id → last request
+        self._opening: dict[str, int] = {}  # client address → session-opening requests being answered now
 
     def held(self, client: str) -> int:
         """Live sessions of `client` now (idle ones dropped)."""
@@ -60,21 +61,37 @@ class SessionsPerClient:
                 sessions[sid] = self.clock()
             await self.app(scope, receive, send)
             return
+        opening = False
         if scope["method"] == "POST":
             body, receive = await _peek(receive)
-            if _opens_session(body) and self.held(client) >= self.limit:
+            opening = _opens_session(body)
+            # opens still being answered count too, or a burst of concurrent initializes would all get through
+            if opening and self.held(client) + self._opening.get(client, 0) >= self.limit:
                 log.warning("refused a new session for %s: it already holds %d", client, self.limit)
                 await _too_many(send, self.limit)
                 return
+
+        pending = [opening]  # this request holds an opening slot until its session is known (or it ends)
+
+        def settle() -> None:
+            if pending[0]:
+                pending[0] = False
+                self._opening[client] -= 1
 
         async def noting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 given = dict((k.lower(), v) for k, v in message.get("headers") or []).get(b"mcp-session-id")
                 if given:
                     sessions[given.decode("latin-1")] = self.clock()
+                settle()
             await send(message)
 
-        await self.app(scope, receive, noting)
+        if opening:
+            self._opening[client] = self._opening.get(client, 0) + 1
+        try:
+            await self.app(scope, receive, noting)
+        finally:
+            settle()
 
 
 async def _peek(receive: Receive) -> tuple[bytes, Receive]:

@@ -197,6 +197,23 @@ async def test_one_client_cannot_take_every_session(sandbox: Any, monkeypatch: p
         assert (await http.post(url, json=INIT, headers=ACCEPT)).status_code == 200  # a slot was freed
 
 
+async def test_a_burst_of_concurrent_opens_gets_no_more_than_the_cap(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "PER_CLIENT_SESSIONS", 2)
+    statuses: list[int] = []
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+
+        async def open_one() -> None:
+            statuses.append((await http.post(url, json=INIT, headers=ACCEPT)).status_code)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(open_one)
+    assert sorted(statuses) == [200, 200, 503, 503, 503, 503]
+
+
 def test_a_clients_idle_sessions_stop_counting() -> None:
     now = [0.0]
 
