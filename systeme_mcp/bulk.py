@@ -167,6 +167,8 @@ class BulkTool:
             if outcome.error is not None:
                 reason = answers.failure_text(self.write, write_args, outcome)
                 tally.failed[cid] = ctx.client.scrub(" ".join(reason.split())[:REASON])
+                if outcome.kind == OutcomeKind.UNKNOWN:
+                    tally.unknown.append(cid)
                 if len(tally.failed) <= 20:
                     await ctx.log("warning", f"{t.tool}: contact #{cid} failed: {tally.failed[cid]}")
             elif outcome.kind == OutcomeKind.ALREADY_APPLIED:

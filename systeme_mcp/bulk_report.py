@@ -29,10 +29,20 @@ class Tally:
     changed: list[int] = field(default_factory=list)
     already: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    unknown: list[int] = field(default_factory=list)  # failed, but the write may have been applied
     running: set[int] = field(default_factory=set)
 
     def counts(self) -> str:
-        return f"{len(self.changed)} changed, {len(self.already)} already, {len(self.failed)} failed"
+        unknown = f" ({len(self.unknown)} of them outcome unknown)" if self.unknown else ""
+        return f"{len(self.changed)} changed, {len(self.already)} already, {len(self.failed)} failed{unknown}"
+
+    def outcome(self) -> str:
+        """The whole call's outcome: applied if anything changed, unknown if a failed write may have."""
+        if self.changed:
+            return "applied"
+        if self.unknown:
+            return "unknown"
+        return "not_applied" if self.failed else "already_applied"
 
 
 def ids_text(ids: list[int], budget: int = 1500) -> str:
@@ -123,17 +133,18 @@ def summary(t: Target, args: dict[str, Any], sel: Selection, tally: Tally) -> tu
             lines.append(row)
     if sel.next_args:
         lines.append(f"next: {call_text(t.tool, sel.next_args)}")
-    outcome = "applied" if tally.changed else ("already_applied" if not tally.failed else "not_applied")
     structured = {
         "dry_run": False,
-        "outcome": outcome,
+        "outcome": tally.outcome(),
         "counts": {
             "selected": len(sel.ids),
             "changed": len(tally.changed),
             "already": len(tally.already),
             "failed": len(tally.failed),
+            "unknown": len(tally.unknown),
         },
         "changed": tally.changed[:LISTED],
+        "unknown": tally.unknown[:LISTED],
         "already": tally.already[:LISTED],
         "failed": [{"id": i, "reason": r} for i, r in list(tally.failed.items())[:LISTED]],
         "next": {"tool": t.tool, "arguments": sel.next_args} if sel.next_args else None,

@@ -274,3 +274,12 @@ def test_changed_args_diffs_the_fields_map_slug_by_slug(update: Operation) -> No
 def test_changed_args_of_nothing_is_nothing(update: Operation) -> None:
     assert changed_args(update, ANA, {}) == {}
     assert changed_args(update, {"id": 1}, {"first_name": "Ana"}) == {"first_name": "Ana"}
+
+
+def test_a_bulk_tally_says_unknown_when_a_failed_write_may_have_applied() -> None:
+    from systeme_mcp.bulk_report import Tally
+
+    assert Tally(changed=[1], failed={2: "x"}, unknown=[2]).outcome() == "applied"
+    assert Tally(failed={2: "x"}, unknown=[2]).outcome() == "unknown"
+    assert Tally(failed={2: "x"}).outcome() == "not_applied"
+    assert Tally(already=[3]).outcome() == "already_applied"

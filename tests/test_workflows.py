@@ -219,7 +219,7 @@ async def test_bulk_add_tag_by_filter_previews_then_applies(mcp: Client, api: Ra
     assert await _tagged(api, tag_id) == {acme[0]}
     progress = Progress()
     done = await ok(mcp, "bulk_add_tag", progress, **preview["apply"]["arguments"])
-    assert done["counts"] == {"selected": len(acme), "changed": len(acme) - 1, "already": 1, "failed": 0}
+    assert done["counts"] == {"selected": len(acme), "changed": len(acme) - 1, "already": 1, "failed": 0, "unknown": 0}
     assert await _tagged(api, tag_id) == set(acme)
     assert progress.seen[-1] == (len(acme) - 1, len(acme) - 1) and len(progress.seen) == len(acme) - 1
 
@@ -234,7 +234,7 @@ async def test_bulk_remove_tag_previews_even_small_sets(mcp: Client, api: RawApi
     assert await _tagged(api, tag_id) == set(ids[:3])
     progress = Progress()
     done = await ok(mcp, "bulk_remove_tag", progress, **preview["apply"]["arguments"])
-    assert done["counts"] == {"selected": 5, "changed": 3, "already": 2, "failed": 0}
+    assert done["counts"] == {"selected": 5, "changed": 3, "already": 2, "failed": 0, "unknown": 0}
     assert await _tagged(api, tag_id) == set() and progress.seen[-1] == (3, 3)
 
 
@@ -267,7 +267,7 @@ async def test_bulk_add_to_community(mcp: Client, api: RawApi, contacts: list[An
     ids = [*[c["id"] for c in contacts if c["id"] not in members][:6], next(iter(members))]
     progress = Progress()
     done = await ok(mcp, "bulk_add_to_community", progress, contact_ids=ids, community_id=community_id)
-    assert done["counts"] == {"selected": 7, "changed": 6, "already": 1, "failed": 0}
+    assert done["counts"] == {"selected": 7, "changed": 6, "already": 1, "failed": 0, "unknown": 0}
     now = {m["contact"]["id"] for m in await api.all_items("/api/community/memberships", community=community_id)}
     assert set(ids) <= now and progress.seen[-1] == (6, 6)
 
@@ -361,3 +361,17 @@ async def test_workflow_tool_definitions(mcp: Client) -> None:
         a = hints(tool)  # the spec's reading: left-out hints take their defaults
         assert a["read_only"] is name.startswith(("find_", "get_"))
         assert a["destructive"] is (name == "bulk_remove_tag")
+
+
+async def test_a_bulk_whose_writes_all_lost_their_answers_says_unknown_not_not_applied(
+    mcp: Client, sandbox: Any, contacts: list[dict[str, Any]], api: RawApi
+) -> None:
+    from systeme_mcp.sandbox import FaultPlan
+
+    tag = await api.post("/api/tags", {"name": "lost answers"})
+    ids = [c["id"] for c in contacts[:3]]
+    sandbox.faults.set(FaultPlan(rate=1.0, kinds=("timeout_after",), seed=3, routes=("POST /api/contacts/*/tags",)))
+    result = await mcp.call_tool("bulk_add_tag", {"tag_id": tag["id"], "contact_ids": ids, "dry_run": False})
+    structured = result.structured_content
+    assert structured is not None and structured["outcome"] == "unknown", text(result)
+    assert structured["counts"]["unknown"] == 3 and sorted(structured["unknown"]) == sorted(ids)
