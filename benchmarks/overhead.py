@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp import Client
+from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from overhead_servers import ARGUMENTS, TOOL, VARIANTS, Variant, open_server
+from overhead_servers import ARGUMENTS, DUMMY_KEY, TOOL, VARIANTS, Variant, open_server
 
 HERE = Path(__file__).resolve().parent
 SITE_PACKAGES = str(Path(anyio.__file__).resolve().parent.parent)
@@ -73,6 +73,7 @@ class Cell:
 
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    server_cpu: float | None = None  # CPU seconds of the server process in the rounds (stdio, HTTP)
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -81,6 +82,10 @@ class Cell:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else float("nan")
+
+    @property
+    def cpu_per_call(self) -> float:
+        return self.server_cpu / len(self.latencies) if self.server_cpu is not None and self.latencies else float("nan")
 
 
 Results = dict[tuple[str, int, Variant], Cell]
@@ -92,6 +97,7 @@ class Pool:
 
     clients: list[Client]
     protocol: str
+    pid: int | None  # the server's process, when it has one of its own
 
 
 async def _call(client: Client) -> None:
@@ -111,6 +117,7 @@ async def _round(pool: Pool, callers: int, seconds: float, cell: Cell | None) ->
             await _call(client)
             latencies.append(time.perf_counter() - t0)
 
+    cpu = _cpu_seconds(pool.pid)
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for i in range(callers):
@@ -118,6 +125,9 @@ async def _round(pool: Pool, callers: int, seconds: float, cell: Cell | None) ->
     if cell is not None:
         cell.seconds += time.perf_counter() - start
         cell.latencies += latencies
+        after = _cpu_seconds(pool.pid)
+        if cpu is not None and after is not None:
+            cell.server_cpu = (cell.server_cpu or 0.0) + after - cpu
 
 
 async def _warm(pool: Pool, callers: int) -> None:
@@ -135,7 +145,7 @@ class Servers:
     """What the clients connect to: in-process servers (open for the run) and HTTP ports (subprocesses)."""
 
     inproc: dict[Variant, Any]
-    ports: dict[Variant, int]
+    http: dict[Variant, tuple[int, int]]  # port, pid
 
 
 def _client(transport: str, variant: Variant, servers: Servers) -> Client:
@@ -146,7 +156,7 @@ def _client(transport: str, variant: Variant, servers: Servers) -> Client:
             command=sys.executable, args=[str(SERVERS), "stdio", variant], env=_environment(), cwd=HERE.parent
         )
         return Client(stdio_client(params, errlog=sys.stderr))
-    url = f"http://{HOST}:{servers.ports[variant]}/mcp"
+    url = f"http://{HOST}:{servers.http[variant][0]}/mcp"
     return Client(url, mode="auto" if transport.endswith(MODERN) else "legacy")
 
 
@@ -161,7 +171,11 @@ async def _pool(stack: AsyncExitStack, transport: str, variant: Variant, count: 
         if client.protocol_version != expected:
             raise RuntimeError(f"{variant} over {transport} negotiated {client.protocol_version}")
         clients.append(client)
-    return Pool(clients, clients[0].protocol_version)
+    if transport == "stdio":
+        pid = _child_pid([str(SERVERS), "stdio", variant])
+    else:
+        pid = servers.http[variant][1] if transport.startswith("HTTP") else None
+    return Pool(clients, clients[0].protocol_version, pid)
 
 
 async def measure(servers: Servers, rounds: int, seconds: float, results: Results, protocols: dict[str, str]) -> None:
@@ -184,6 +198,32 @@ async def measure(servers: Servers, rounds: int, seconds: float, results: Result
 
 
 # ---------------------------------------------------------------------------------------------- subprocesses
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child_pid(args: list[str]) -> int | None:
+    """The pid of this process's child whose command line ends with `args` (Linux /proc), or None."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and command[-len(args) :] == args:
+            return int(entry.name)
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -205,7 +245,7 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 6
 
 
 @contextmanager
-def http_servers() -> Iterator[dict[Variant, int]]:
+def http_servers() -> Iterator[dict[Variant, tuple[int, int]]]:
     """One uvicorn process per server on a free loopback port; both eras are served by the same process."""
     ports = {v: _free_port() for v in VARIANTS}
     procs = {
@@ -222,7 +262,7 @@ def http_servers() -> Iterator[dict[Variant, int]]:
     try:
         for v, proc in procs.items():
             _wait_listening(ports[v], proc)
-        yield ports
+        yield {v: (ports[v], proc.pid) for v in VARIANTS}
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -234,7 +274,7 @@ def http_servers() -> Iterator[dict[Variant, int]]:
                 proc.wait()
 
 
-def _first_tools_list(command: Sequence[str]) -> float:
+def _first_tools_list(command: Sequence[str], env: dict[str, str]) -> float:
     """Seconds from spawning `command` to its answer to tools/list (after the 2025-11-25 handshake)."""
     lines = [
         {
@@ -252,7 +292,7 @@ def _first_tools_list(command: Sequence[str]) -> float:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env=_environment(),
+        env=env,
         cwd=HERE.parent,
         text=True,
     )
@@ -275,16 +315,24 @@ def _first_tools_list(command: Sequence[str]) -> float:
         proc.wait()
 
 
+COLD = {  # name: command, extra environment
+    "bare": ([sys.executable, str(SERVERS), "stdio", "bare"], {}),
+    "ours": ([sys.executable, "-m", "systeme_mcp.cli", "--toolsets", "all"], {}),  # no key: the embedded sandbox
+    "ours, direct backend": (  # a key: no sandbox is built (the API is never called for tools/list)
+        [sys.executable, "-m", "systeme_mcp.cli", "--toolsets", "all"],
+        {"SYSTEME_API_KEY": DUMMY_KEY, "SYSTEME_API_URL": "http://127.0.0.1:9"},
+    ),
+}
+
+
 def cold_start(runs: int = COLD_RUNS) -> dict[str, float]:
-    """Median seconds to the first tools/list answer over stdio, bare vs ours, interleaved (order alternating)."""
-    commands = {
-        "bare": [sys.executable, str(SERVERS), "stdio", "bare"],
-        "ours": [sys.executable, "-m", "systeme_mcp.cli", "--toolsets", "all"],
-    }
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for i in range(runs + 1):  # the first pair only warms the OS file cache
-        for name in list(commands)[:: 1 if i % 2 else -1]:
-            elapsed = _first_tools_list(commands[name])
+    """Median seconds to the first tools/list answer over stdio per server, interleaved (order rotating)."""
+    times: dict[str, list[float]] = {name: [] for name in COLD}
+    names = list(COLD)
+    for i in range(runs + 1):  # the first round only warms the OS file cache
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            command, extra = COLD[name]
+            elapsed = _first_tools_list(command, _environment() | extra)
             if i:
                 times[name].append(elapsed)
     return {name: statistics.median(values) for name, values in times.items()}
@@ -332,56 +380,108 @@ def misses(results: Results, ours: Variant) -> list[str]:
     return found
 
 
+def cpu_table(results: Results) -> list[str]:
+    lines = [
+        "| transport | clients | bare (µs) | ours (µs) | ours ÷ bare | mock (µs) | mock ÷ bare |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for transport in TRANSPORTS[1:]:
+        for level in LEVELS:
+            bare, ours, mock = (results[(transport, level, v)].cpu_per_call * 1e6 for v in VARIANTS)
+            ratios = f"{ours:.0f} | {ours / bare:.2f} | {mock:.0f} | {mock / bare:.2f}"
+            lines.append(f"| {transport} | {level} | {bare:.0f} | {ratios} |")
+    return lines
+
+
 def report(results: Results, protocols: dict[str, str], cold: dict[str, float], calls_note: str) -> None:
     for ours, title in OURS:
         print(f"\n### get_tag(tag_id=1): {title}\n")
         print("\n".join(table(results, protocols, ours)))
-    ratio = cold["ours"] / cold["bare"]
+    print("\n### Server process CPU per call (user + system, /proc; the client side excluded)\n")
+    print("\n".join(cpu_table(results)))
     print("\n### Cold start over stdio (spawn → first tools/list answer, median of 5)\n")
-    print("| bare (s) | ours (s) | ratio |\n|---:|---:|---:|")
-    print(f"| {cold['bare']:.3f} | {cold['ours']:.3f} | {ratio:.2f} |")
+    print("| server | seconds | ÷ bare |\n|---|---:|---:|")
+    for name, seconds in cold.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / cold['bare']:.2f} |")
     print(f"\n{calls_note}")
     for ours, _ in OURS:
         found = misses(results, ours)
-        if ours == "mock" and ratio > COLD_START:
-            found.append(f"cold start {ratio:.2f}x bare (target ≤ {COLD_START:.2f}x)")
+        for name in ("ours", "ours, direct backend"):
+            ratio = cold[name] / cold["bare"]
+            if ours == "ours" and ratio > COLD_START:
+                found.append(f"cold start ({name}) {ratio:.2f}x bare (target ≤ {COLD_START:.2f}x)")
         print(f"\nTargets missed ({ours}):" + ("".join(f"\n- {m}" for m in found) if found else " none"))
 
 
-async def _run(rounds: int, seconds: float, ports: dict[Variant, int]) -> tuple[Results, dict[str, str]]:
+async def _run(rounds: int, seconds: float, http: dict[Variant, tuple[int, int]]) -> tuple[Results, dict[str, str]]:
     results: Results = {}
     protocols: dict[str, str] = {}
     async with AsyncExitStack() as stack:
         inproc = {v: await stack.enter_async_context(open_server(v)) for v in VARIANTS}
-        await measure(Servers(inproc, ports), rounds, seconds, results, protocols)
+        await measure(Servers(inproc, http), rounds, seconds, results, protocols)
     return results, protocols
 
 
 # ---------------------------------------------------------------------------------------------- profile
+async def _split(variant: Variant, calls: int) -> tuple[float, float]:
+    """Median µs of a whole in-memory call and of the tools/call handler inside it (no profiler)."""
+    async with open_server(variant) as server:
+        entry = server.get_request_handler("tools/call")
+        assert entry is not None
+        inner, handler_times = entry.handler, []
+
+        async def timed(ctx: Any, params: types.CallToolRequestParams) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await inner(ctx, params)
+            finally:
+                handler_times.append(time.perf_counter() - t0)
+
+        server.add_request_handler("tools/call", types.CallToolRequestParams, timed)
+        async with Client(server) as client:
+            await client.list_tools()
+            call_times = []
+            for _ in range(calls + WARM_CALLS * 10):
+                t0 = time.perf_counter()
+                await _call(client)
+                call_times.append(time.perf_counter() - t0)
+    skip = WARM_CALLS * 10
+    return statistics.median(call_times[skip:]) * 1e6, statistics.median(handler_times[skip:]) * 1e6
+
+
 async def _profiled(variant: Variant, calls: int) -> cProfile.Profile:
     async with open_server(variant) as server, Client(server) as client:
         await client.list_tools()
         for _ in range(WARM_CALLS * 10):
             await _call(client)
         profile = cProfile.Profile()
-        t0 = time.perf_counter()
         profile.enable()
         for _ in range(calls):
             await _call(client)
         profile.disable()
-        elapsed = time.perf_counter() - t0
-    print(f"\n#### {variant}: {calls} in-memory calls, {elapsed / calls * 1e6:.0f} µs/call under cProfile\n")
     return profile
 
 
+def _top(profile: cProfile.Profile, pattern: str, title: str) -> None:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(pattern, 15)
+    text = out.getvalue().replace(SITE_PACKAGES + os.sep, "").replace(str(HERE.parent) + os.sep, "")
+    print(f"\n{title}\n\n```\n{text.strip()}\n```")
+
+
 def profile(calls: int) -> None:
-    """The top 15 cumulative entries of systeme_mcp and the SDK (mcp, mcp_types), per server, in-memory."""
+    """Where an in-memory call's time goes: the handler's share of a call (unprofiled medians), then the top 15
+    cumulative cProfile entries of systeme_mcp and the SDK (mcp, mcp_types) per server. ncalls count coroutine
+    resumptions too (an awaited coroutine that suspends once counts twice)."""
+    print("| server | whole call (µs) | tools/call handler (µs) | SDK + client around it (µs) |\n|---|---:|---:|---:|")
     for variant in VARIANTS:
-        out = io.StringIO()
-        stats = pstats.Stats(anyio.run(_profiled, variant, calls), stream=out)
-        stats.sort_stats("cumulative").print_stats(r"systeme_mcp|site-packages/mcp/|site-packages/mcp_types/", 15)
-        text = out.getvalue().replace(SITE_PACKAGES + os.sep, "").replace(str(HERE.parent) + os.sep, "")
-        print("```\n" + text.strip() + "\n```")
+        whole, handler = anyio.run(_split, variant, calls)
+        print(f"| {variant} | {whole:.0f} | {handler:.0f} | {whole - handler:.0f} |")
+    for variant in VARIANTS:
+        prof = anyio.run(_profiled, variant, calls)
+        _top(prof, r"systeme_mcp|site-packages/mcp/|site-packages/mcp_types/", f"#### {variant}: systeme_mcp + SDK")
+        if variant != "bare":
+            _top(prof, r"systeme_mcp", f"#### {variant}: systeme_mcp only")
 
 
 def main() -> int:
@@ -396,8 +496,8 @@ def main() -> int:
         return 0
     started = time.perf_counter()
     cold = cold_start()
-    with http_servers() as ports:
-        results, protocols = anyio.run(_run, args.rounds, args.round_seconds, ports)
+    with http_servers() as http:
+        results, protocols = anyio.run(_run, args.rounds, args.round_seconds, http)
     calls = sum(len(c.latencies) for c in results.values())
     note = (
         f"{calls:,} measured calls in {args.rounds} rounds of {args.round_seconds:g} s per server, transport and "
