@@ -122,3 +122,13 @@ def hints(tool: types.Tool) -> dict[str, bool]:
         "idempotent": read_only or a.idempotent_hint is True,
         "open_world": a.open_world_hint is not False,
     }
+
+
+# a 2025-11-25 initialize over Streamable HTTP, for tests that talk to the HTTP transport by hand
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

@@ -39,16 +39,10 @@ from systeme_mcp.session_limits import SessionsPerClient
 from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
+from .helpers import ACCEPT, INIT
 
 pytestmark = pytest.mark.anyio
 TOKEN = "tok_hardening_tests_5b1f0c"
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 AUTH = {**ACCEPT, "Authorization": f"Bearer {TOKEN}"}
 
 

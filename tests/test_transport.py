@@ -20,16 +20,9 @@ from systeme_mcp.server import create_server
 from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
-from .helpers import text
+from .helpers import ACCEPT, INIT, text
 
 pytestmark = pytest.mark.anyio
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
-}
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.fixture
