@@ -12,8 +12,12 @@ discarded, so drift on a noisy machine spreads evenly. A client is a session of 
 clients are 16 sessions); stdio serves one client per process, so there the clients are concurrent callers
 sharing one stdio session. Client and server share one process in-memory; over stdio and HTTP the server is
 a process of its own (the client side, identical for every server, runs here).
+Also the server process's CPU per call over stdio and HTTP (from /proc, Linux): the client is Python too and
+shares the 2 cores, so at 16 clients the calls/s of both servers are partly client-bound.
 Cold start: spawn → the first tools/list answer over stdio, bare (overhead_servers.py) vs ours (the real CLI,
-`python -m systeme_mcp.cli --toolsets all`, sandbox backend); the median of 5, interleaved.
+`python -m systeme_mcp.cli --toolsets all`: with no key, the embedded sandbox; with a dummy key, the direct
+backend, never called); the median of 5, interleaved.
+Every connection is to 127.0.0.1 (or in-process); the mock upstream is never dialled.
 Targets (issue 12, item 5): ours ≤ 1.10x bare per call (p50), 16 HTTP clients ≥ 0.9x bare's calls/s, cold
 start ≤ 1.1x.
 
@@ -262,7 +266,7 @@ def http_servers() -> Iterator[dict[Variant, tuple[int, int]]]:
     try:
         for v, proc in procs.items():
             _wait_listening(ports[v], proc)
-        yield {v: (ports[v], proc.pid) for v in VARIANTS}
+        yield {v: (ports[v], procs[v].pid) for v in VARIANTS}
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -380,6 +384,10 @@ def misses(results: Results, ours: Variant) -> list[str]:
     return found
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
 def cpu_table(results: Results) -> list[str]:
     lines = [
         "| transport | clients | bare (µs) | ours (µs) | ours ÷ bare | mock (µs) | mock ÷ bare |",
@@ -388,7 +396,7 @@ def cpu_table(results: Results) -> list[str]:
     for transport in TRANSPORTS[1:]:
         for level in LEVELS:
             bare, ours, mock = (results[(transport, level, v)].cpu_per_call * 1e6 for v in VARIANTS)
-            ratios = f"{ours:.0f} | {ours / bare:.2f} | {mock:.0f} | {mock / bare:.2f}"
+            ratios = f"{ours:.0f} | {_ratio(ours, bare)} | {mock:.0f} | {_ratio(mock, bare)}"
             lines.append(f"| {transport} | {level} | {bare:.0f} | {ratios} |")
     return lines
 
