@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from sandbox_throughput import requests_per_second
 
 from systeme_mcp.sandbox import Sandbox
 from systeme_mcp.sandbox.store import Contact, Store
@@ -52,16 +52,7 @@ def grow(sb: Sandbox, contacts: int) -> None:
 
 
 async def measure(seconds: float, call: Callable[[int], Coroutine[Any, Any, httpx2.Response]]) -> float:
-    for i in range(5):  # warm up
-        (await call(-i - 1)).raise_for_status()
-    count, started = 0, time.perf_counter()
-    for i in itertools.count():
-        answer = await call(i)
-        assert answer.status_code < 300, answer.text
-        count += 1
-        if time.perf_counter() - started >= seconds:
-            break
-    return count / (time.perf_counter() - started)
+    return (await requests_per_second(seconds, call, warm_up=5))[0]
 
 
 async def run(sb: Sandbox, seconds: float, n: int) -> list[float]:

@@ -23,8 +23,11 @@ from systeme_mcp.sandbox.serve import running
 KEY = {"X-API-Key": "bench"}
 
 
-async def measure(name: str, seconds: float, call: Callable[[int], Coroutine[Any, Any, httpx2.Response]]) -> float:
-    for i in range(20):  # warm up
+async def requests_per_second(
+    seconds: float, call: Callable[[int], Coroutine[Any, Any, httpx2.Response]], warm_up: int = 20
+) -> tuple[float, int]:
+    """Sequential calls of `call(i)` for `seconds` after `warm_up` discarded ones: (requests/s, requests)."""
+    for i in range(warm_up):
         (await call(-i - 1)).raise_for_status()
     count, started = 0, time.perf_counter()
     for i in itertools.count():
@@ -33,7 +36,11 @@ async def measure(name: str, seconds: float, call: Callable[[int], Coroutine[Any
         count += 1
         if time.perf_counter() - started >= seconds:
             break
-    rate = count / (time.perf_counter() - started)
+    return count / (time.perf_counter() - started), count
+
+
+async def measure(name: str, seconds: float, call: Callable[[int], Coroutine[Any, Any, httpx2.Response]]) -> float:
+    rate, count = await requests_per_second(seconds, call)
     print(f"  {name:<34} {rate:8.0f} requests/s  ({count} requests)")
     return rate
 
