@@ -12,7 +12,9 @@ all the tools' descriptions; clients count them against their budgets):
 - a list: `items` (objects, each with its key: `id`, or the shape's key such as `slug`), `has_more`, and `next`,
   the exact call for the next page ({tool, arguments}; null on the last);
 - a single read: `message`, and `item` where there is one;
-- an item: the fields its shape declares (tool_specs/shapes.toml), nulls and empties left out.
+- an item: the fields its shape declares (tool_specs/shapes.toml), nulls and empties left out;
+- or, from any tool whose call outlived the call budget, a job: `job_id` and `status` (job_tools.py), with
+  `next`, the get_job call that checks it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,15 @@ WRITE_PROPERTIES: dict[str, Any] = {
 }
 
 
+JOB = ("job_id", "status")  # what an answer carries instead when the call carries on as a job
+
+
 def schema(*required: str) -> dict[str, Any]:
-    """An output schema: an object with these properties (and any others)."""
-    return {"type": "object", "required": list(dict.fromkeys(required))}
+    """An output schema: an object with these properties (and any others) — or a job's."""
+    names = list(dict.fromkeys(required))
+    if set(JOB) <= set(names):
+        return {"type": "object", "required": names}
+    return {"type": "object", "anyOf": [{"required": names}, {"required": list(JOB)}]}
 
 
 def write_schema(*required: str) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 Contacts come from `contact_ids` or a `filter` (find_contacts' arguments). The target's current members are
 read once, so contacts already in the target state are skipped. A dry run answers what would change and the
-exact call to apply. Applying runs `BULK_CONCURRENCY` writes at a time through `calls.execute` — the shared
-client, pacer and exactly-once recovery — tallying each contact by its `Outcome`, with MCP progress and log
-messages. On cancellation the work done so far is logged (in-flight writes named as unknown) and the
-cancellation propagates.
+exact call to apply. Applying is a durable job (jobs.py), confirmed first when destructive: `BULK_CONCURRENCY`
+writes at a time through `calls.execute` — the shared client, pacer and exactly-once recovery — each contact
+stored with its `Outcome`, a contact in flight at a restart settled by `calls.resume`. The call answers with
+the summary if the job ends within the call budget, else with the job (get_job checks it); cancelling the
+call while it is open cancels the job after its writes in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from .bulk_targets import TARGETS, Target
 from .calls import OutcomeKind
 from .catalog import Catalog, Param
 from .finder import filter_params, scan, scope_text
+from .job_tools import follow, job_answer, runner
+from .jobs import Settled, Work
+from .jobstore import Item
 from .policy import PAGE_SIZE
 from .projection import pick
 from .runtime import CallContext
@@ -72,7 +76,7 @@ class BulkTool:
         # besides dry_run and counts (by state): the ids of each state (to_change, changed, already, failed),
         # `apply`, the exact call that applies a preview, `next`, the call covering contacts past the scan cap
         output = write_schema("dry_run", "counts")
-        return tool_def(self.decl, self.run, output, extra={"filter": FILTER})
+        return tool_def(self.decl, self.call, output, extra={"filter": FILTER}, job_kind=self)
 
     # ------------------------------------------------------------------ arguments and selection
     def _validate(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -127,7 +131,7 @@ class BulkTool:
         return members, complete
 
     # ------------------------------------------------------------------ the call
-    async def run(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
+    async def call(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         args, crit = self._validate(arguments)
         sel = await self._select(ctx, args, crit)
         members, complete = await self._members(ctx, args)
@@ -145,60 +149,57 @@ class BulkTool:
             decided = await confirm.decide(ctx, self.decl.op, call_args, what=destroys(t, args, sel, todo))
             if not isinstance(decided, confirm.Proceed):
                 return answers.decision(self.decl.op, decided)
-        tally = Tally(already=already)
-        await self._apply(ctx, args, todo, tally)
-        text, structured, all_failed = summary(t, args, sel, tally)
-        return answers.workflow(text, structured, error=all_failed)
+        jobs = runner(ctx)
+        state = {"args": args, "already": already, "note": sel.note, "next_args": sel.next_args}
+        job = await jobs.start(t.tool, state, [str(cid) for cid in todo])
+        ctx.job_id = job.id
+        await ctx.log("info", f"{t.tool} {target_words(t, args)}: applying to {len(todo)} contacts as job {job.id}")
+        try:
+            latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)
+        except anyio.get_cancelled_exc_class():  # the client gave up on the call while it was open: stop too
+            jobs.cancel_locally(job.id)
+            raise
+        return await job_answer(jobs, latest or job)
 
-    async def _apply(self, ctx: CallContext, args: dict[str, Any], todo: list[int], tally: Tally) -> None:
-        t = self.target
-        fixed = {n: args[n] for n in t.target_args if n in args}
-        queue = list(reversed(todo))
-        total = len(todo)
-        step = max(1, total // 10)
-        settled = 0
+    # ------------------------------------------------------------------ the job
+    async def run(self, work: Work) -> dict[str, Any]:  # a JobKind
+        """Apply the write to every contact of the job (exactly once each, across restarts); the summary."""
+        t, ctx, state = self.target, work.ctx, work.job.args
+        fixed = {n: state["args"][n] for n in t.target_args if n in state["args"]}
 
-        async def one(cid: int) -> None:
-            nonlocal settled
-            tally.running.add(cid)
-            write_args = {**fixed, "contact_id": cid}
-            outcome = await calls.execute(ctx, self.write, write_args)
-            tally.running.discard(cid)
+        async def one(item: Item, resumed: bool) -> Settled:
+            write_args = {**fixed, "contact_id": int(item.key)}
+            run = calls.resume if resumed else calls.execute
+            outcome = await run(ctx, self.write, write_args)
+            if outcome.kind == OutcomeKind.UNKNOWN and outcome.error is None:
+                return Settled("unknown", outcome.note)
             if outcome.error is not None:
                 reason = answers.failure_text(self.write, write_args, outcome)
-                tally.failed[cid] = ctx.client.scrub(" ".join(reason.split())[:REASON])
-                if outcome.kind == OutcomeKind.UNKNOWN:
-                    tally.unknown.append(cid)
-                if len(tally.failed) <= 20:
-                    await ctx.log("warning", f"{t.tool}: contact #{cid} failed: {tally.failed[cid]}")
-            elif outcome.kind == OutcomeKind.ALREADY_APPLIED:
-                tally.already.append(cid)
-            else:
+                kind = "unknown" if outcome.kind == OutcomeKind.UNKNOWN else "failed"
+                return Settled(kind, ctx.client.scrub(" ".join(reason.split())[:REASON]))
+            return Settled("already" if outcome.kind == OutcomeKind.ALREADY_APPLIED else "changed")
+
+        await work.each(one, BULK_CONCURRENCY)
+        items = await work.items()
+        tally = Tally(already=list(state["already"]))
+        for item in items:
+            cid = int(item.key)
+            if item.outcome == "changed":
                 tally.changed.append(cid)
-            settled += 1
-            await ctx.progress(settled, total, f"{settled}/{total} ({tally.counts()})")
-            if settled % step == 0 and settled < total:
-                await ctx.log("info", f"{t.tool}: {settled}/{total} done ({tally.counts()})")
-
-        async def worker() -> None:
-            while queue:
-                await one(queue.pop())
-
-        await ctx.log("info", f"{t.tool} {target_words(t, args)}: applying to {total} contacts")
-        try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(BULK_CONCURRENCY, total)):
-                    tg.start_soon(worker)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                running = sorted(tally.running)
-                unknown = f" in flight, outcome unknown (check them): {ids_text(running)};" if running else ""
-                await ctx.log(
-                    "warning",
-                    f"{t.tool} cancelled after {settled} of {total}: {tally.counts()}; "
-                    f"changed: {ids_text(tally.changed) or 'none'};{unknown} not started: {len(queue)}.",
-                )
-            raise
+            elif item.outcome == "already":
+                tally.already.append(cid)
+            elif item.outcome in ("failed", "unknown"):
+                tally.failed[cid] = item.reason
+                if item.outcome == "unknown":
+                    tally.unknown.append(cid)
+        not_started = [int(i.key) for i in items if i.state == "pending"]
+        sel = Selection([*(int(i.key) for i in items), *state["already"]], note=state["note"])
+        sel.next_args = state["next_args"]
+        text, structured, all_failed = summary(t, state["args"], sel, tally)
+        if not_started:
+            text += f"\nnot started (cancelled): {ids_text(not_started)}"
+            structured["not_started"] = not_started[:200]
+        return {"text": text, "structured": structured, "error": all_failed}
 
 
 def bulk_tools(catalog: Catalog) -> list[ToolDef]:

@@ -173,3 +173,29 @@ async def _settle(
             return failed(op, exc)
         return Outcome(OutcomeKind.APPLIED, answer.data, note="sent again after confirming it had not been applied")
     return Outcome(OutcomeKind.UNKNOWN, error=failure)
+
+
+async def resume(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Outcome:
+    """A write that was in flight when its runner stopped (a durable job resumed after a restart): it may or may
+    not have been applied. Settled as a lost answer is: idempotent writes are sent again; otherwise read back
+    where declared (found → applied, absent → sent), or resent where the API refuses a repeat as already done;
+    with neither, it stays unknown rather than risk a duplicate."""
+    if op.is_idempotent:
+        outcome = await execute(ctx, op, args)
+        if op.method == "DELETE" and isinstance(outcome.error, errors.NotFound):
+            return Outcome(OutcomeKind.ALREADY_APPLIED, note="already gone (deleted before the restart)")
+        return outcome
+    if op.verify is not None:
+        try:
+            found = await _find(ctx, op, args, ctx.client.deadline())
+        except errors.SystemeError as exc:
+            return Outcome(OutcomeKind.UNKNOWN, error=exc)
+        if found is not None:
+            return Outcome(OutcomeKind.APPLIED, found if op.shape_name else None, note="confirmed by reading it back")
+        return await execute(ctx, op, args)
+    if op.already:
+        outcome = await execute(ctx, op, args)
+        if outcome.error is not None and already_done(op, outcome.error):
+            return Outcome(OutcomeKind.ALREADY_APPLIED, note="the repeat was refused as already done")
+        return outcome
+    return Outcome(OutcomeKind.UNKNOWN, note="it was in flight when the server stopped, and cannot be checked")

@@ -50,6 +50,7 @@ TOOLSET_ORDER = (
     "mailing",
     "sms",
     "workflows",
+    "jobs",
     "bulk",
 )
 

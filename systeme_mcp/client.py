@@ -36,10 +36,11 @@ from . import errors
 from .auth import ApiKeyAuth, BearerAuth
 from .catalog import Operation, ResultShape
 from .config import Settings
-from .pacing import Pacer, WaitTooLong
+from .pacing import Pacer, WaitTooLong, in_background
 from .policy import (
     CONNECT_TIMEOUT_CAP,
     ERROR_TEXT_CHARS,
+    MAX_RETRY_AFTER,
     PAGE_SIZE,
     RETRY_STATUSES,
     USER_AGENT,
@@ -199,8 +200,9 @@ class SystemeClient:
         raise errors.UnexpectedAnswer(status=answer.status, detail=problem, request=plan.describe())
 
     def deadline(self) -> float:
-        """The deadline, on the client's clock, of a call starting now (`call_deadline` seconds from now)."""
-        return self._clock() + self.call_deadline
+        """The deadline, on the client's clock, of a call starting now (`call_deadline` seconds from now; background
+        work, which no client waits for, may also wait out two full rate-limit holds for its turn)."""
+        return self._clock() + self.call_deadline + (2 * MAX_RETRY_AFTER if in_background() else 0.0)
 
     async def send(self, plan: RequestPlan, *, deadline: float | None = None) -> Response:
         """Send `plan` under the retry policy; return the answer or raise a SystemeError. Nothing — pacing,

@@ -12,6 +12,8 @@ from urllib.parse import quote, quote_plus
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .jobstore import default_state_dir, parse_store_url
+
 Backend = Literal["gateway", "direct", "sandbox"]
 MIN_SECRET_CHARS = 8  # shorter "keys" (README's `SYSTEME_API_KEY=x` against a local sandbox) are not redacted
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -58,6 +60,21 @@ class Settings(BaseSettings):
     bulk_preview_above: int = Field(
         25, ge=0, validation_alias=_env("SYSTEME_BULK_PREVIEW_ABOVE", "bulk_preview_above")
     )  # bulk tools preview (dry run) by default when more contacts than this would change
+    call_budget: float = Field(
+        20.0, gt=0, le=3600, validation_alias=_env("SYSTEME_CALL_BUDGET", "call_budget")
+    )  # seconds a tool call may run before it answers with a job that carries on (jobs.py)
+    store: str | None = Field(None, validation_alias=_env("SYSTEME_STORE", "store"))
+    # where jobs live: `memory` or `sqlite:///ABSOLUTE/PATH`; unset: memory with the embedded sandbox, else a
+    # file in this user's state directory (jobstore.default_state_dir)
+    job_lease: float = Field(
+        30.0, ge=1, le=3600, validation_alias=_env("SYSTEME_JOB_LEASE", "job_lease")
+    )  # seconds a runner's claim on a job lasts unrenewed: a dead runner's jobs are resumed after it
+    job_retention_days: float = Field(
+        7.0, gt=0, le=3650, validation_alias=_env("SYSTEME_JOB_RETENTION_DAYS", "job_retention_days")
+    )  # finished jobs (and exports) are deleted after this many days
+    job_retention_count: int = Field(
+        200, ge=1, le=100_000, validation_alias=_env("SYSTEME_JOB_RETENTION_COUNT", "job_retention_count")
+    )  # and beyond the newest this many finished jobs
     transport: Literal["stdio", "http"] = Field("stdio", validation_alias=_env("SYSTEME_TRANSPORT", "transport"))
     host: str = Field("127.0.0.1", validation_alias=_env("SYSTEME_HOST", "host"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SYSTEME_PORT", "port"))
@@ -95,6 +112,14 @@ class Settings(BaseSettings):
                 )
         return list(dict.fromkeys(hosts))
 
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value:
+            parse_store_url(value)
+            return value
+        return None
+
     @field_validator("maton_connection")
     @classmethod
     def _connection_is_uuid(cls, value: str | None) -> str | None:
@@ -121,6 +146,15 @@ class Settings(BaseSettings):
         if self.maton_connection and self.resolved_backend == "direct":
             raise ValueError("MATON_CONNECTION only applies to the Maton gateway, not the direct API")
         return self
+
+    @property
+    def store_url(self) -> str:
+        """The job store in use: SYSTEME_STORE, else memory with the embedded sandbox, else a per-user file."""
+        if self.store:
+            return self.store
+        if self.resolved_backend == "sandbox":
+            return "memory"
+        return f"sqlite://{(default_state_dir() / 'jobs.sqlite3').as_posix()}"
 
     @property
     def resolved_backend(self) -> Backend:

@@ -130,7 +130,11 @@ async def decide(ctx: CallContext, op: Operation, args: dict[str, Any], what: st
         if reply is None or getattr(params, "request_state", None) != _state(op, args):
             return Ask(question, _state(op, args))
     else:
-        reply = await ctx.request.session.elicit_form(question, SCHEMA, related_request_id=ctx.request.request_id)
+        ctx.awaiting_user = True  # the call budget does not turn a call into a job while the user decides
+        try:
+            reply = await ctx.request.session.elicit_form(question, SCHEMA, related_request_id=ctx.request.request_id)
+        finally:
+            ctx.awaiting_user = False
     action = getattr(reply, "action", None)
     content = getattr(reply, "content", None) or {}
     if action == "accept" and content.get(KEY) is True:

@@ -6,16 +6,39 @@ large). The pacer keeps an estimate of the tokens left — the server's count mi
 and, when it reaches zero, holds new requests until the refill instead of letting them collect 429s.
 The header values are untrusted: `policy` clamps them (no header holds requests longer than MAX_RETRY_AFTER),
 and a caller with a deadline is refused at once (`WaitTooLong`) rather than held past it.
+
+Background work (durable jobs, run inside `background()`) leaves `BACKGROUND_RESERVE` tokens to interactive
+calls: a job waits for the next refill when only the reserve is left, so a call made while it runs is sent at
+once instead of queueing behind the job; while the count is unknown a job sends one request at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import anyio
 
 from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_remaining, refill_wait
+
+BACKGROUND_RESERVE = 2  # tokens a background job leaves to interactive calls
+_BACKGROUND: ContextVar[bool] = ContextVar("systeme_mcp_background", default=False)
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """Requests made inside this block (and the tasks it starts) are background work: see the module doc."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def in_background() -> bool:
+    return _BACKGROUND.get()
 
 
 class WaitTooLong(Exception):
@@ -39,31 +62,64 @@ class Pacer:
         self._lock = anyio.Lock()
         self.remaining: float | None = None  # unknown until the first answer
         self.in_flight = 0
+        self.refill: float | None = None  # seconds to the next token, from the last answer that said
         self._blocked_until = 0.0
+        self._background_until = 0.0  # background requests wait for a refill until then
+        self._answered = anyio.Event()  # set (and replaced) at every answer
+        self._probing = True  # the count is to be learnt: background work sends one request, then waits for it
 
     async def acquire(self, deadline: float | None = None) -> None:
         """Wait while the budget is spent, then count one more request in flight. `deadline` (on the pacer's
         clock): raise WaitTooLong instead of waiting past it. Waits happen outside the lock, so each waiting
         caller checks its own deadline."""
+        reserve = BACKGROUND_RESERVE if _BACKGROUND.get() else 0
         while True:
             async with self._lock:
                 now = self._clock()
-                if now >= self._blocked_until and (self.remaining is None or self.remaining - self.in_flight >= 1):
+                if now < self._blocked_until:
+                    wait = self._blocked_until - now
+                elif reserve and self._probing and self.in_flight > 0:
+                    answered = self._answered  # the count is unknown and a request is out: wait for its answer
+                    wait = -1.0
+                elif reserve and (held := self._background_wait(now)):
+                    wait = held  # only the reserve is left: wait for the refill
+                elif self.remaining is None or self.remaining - self.in_flight >= 1:
                     self.in_flight += 1
                     return
-                if now >= self._blocked_until:  # spent, but no refill time known: wait briefly, then try
+                else:  # spent, but no refill time known: wait briefly, then try
                     self.remaining = None
                     self._blocked_until = now + PACER_PROBE_WAIT
-                wait = min(MAX_RETRY_AFTER, self._blocked_until - now)
-                if deadline is not None and now + wait > deadline:
-                    raise WaitTooLong(wait)
-            await self._sleep(wait)
+                    wait = PACER_PROBE_WAIT
+                if wait >= 0:
+                    wait = min(MAX_RETRY_AFTER, wait)
+                    if deadline is not None and now + wait > deadline:
+                        raise WaitTooLong(wait)
+            if wait < 0:
+                with anyio.move_on_after(PACER_PROBE_WAIT):  # real time: the answer comes from the network
+                    await answered.wait()
+            else:
+                await self._sleep(wait)
+
+    def _background_wait(self, now: float) -> float:
+        """How long a background request must wait now (0: it may go)."""
+        if now < self._background_until:
+            return self._background_until - now
+        if self.remaining is None:
+            return 0.0
+        if self.remaining - self.in_flight >= 1 + BACKGROUND_RESERVE:
+            return 0.0
+        self._background_until = now + (self.refill or PACER_PROBE_WAIT)
+        self.remaining, self._probing = None, True  # after the wait: one probe learns the new count
+        return self._background_until - now
 
     def observe(self, headers: dict[str, str], status: int | None) -> None:
         """Learn from an answer (status None: no answer) and release its in-flight slot."""
         self.in_flight = max(0, self.in_flight - 1)
+        self._answered.set()
+        self._answered = anyio.Event()
         if status is None:
             return
+        self._probing = False
         lower = {k.lower(): v for k, v in headers.items()}
         remaining = rate_remaining(lower.get("x-ratelimit-remaining"))
         refill = refill_wait(lower.get("x-ratelimit-refill"), time.time())
@@ -74,6 +130,8 @@ class Pacer:
             self._blocked_until = max(self._blocked_until, now + (wait if wait is not None else 1.0))
             self.remaining = None
             return
+        if refill is not None:
+            self.refill = refill
         if remaining is None:
             return
         self.remaining = remaining

@@ -9,7 +9,10 @@ from .bulk import bulk_tools
 from .catalog import TOOLSET_ORDER, Catalog, load_catalog
 from .config import Backend, Settings
 from .discovery import discovery_tools
+from .exporter import export_tool
 from .finder import find_tool
+from .importer import import_tool
+from .job_tools import job_tools
 from .operations import declared_tool
 from .tools import ToolDef
 from .upsert import get_by_email_tool, upsert_tool
@@ -56,7 +59,15 @@ def loaded_toolsets(toolsets: list[str] | None, backend: Backend | None = None) 
 def full_registry(catalog: Catalog) -> dict[str, ToolDef]:
     """Every tool, by name: the declared operations in declaration order, then the workflow tools."""
     registry = {op.name: declared_tool(catalog, op) for op in catalog}
-    workflows = [find_tool(catalog), get_by_email_tool(catalog), upsert_tool(catalog), *bulk_tools(catalog)]
+    workflows = [
+        find_tool(catalog),
+        get_by_email_tool(catalog),
+        upsert_tool(catalog),
+        *job_tools(),
+        *bulk_tools(catalog),
+        import_tool(catalog),
+        export_tool(catalog),
+    ]
     for tool in workflows:
         if tool.name in registry:
             raise ValueError(f"tool {tool.name} is defined twice")

@@ -15,6 +15,8 @@ from mcp import MCPError, types
 
 from . import bounds, errors
 from .answers import ERROR_BUDGET, STRING_BUDGET, STRUCTURED_BUDGET
+from .job_resources import TEMPLATES as JOB_TEMPLATES
+from .job_resources import read_job_resource
 from .projection import cut, json_text, project
 from .registry import loaded_toolsets
 from .runtime import Runtime
@@ -60,7 +62,7 @@ async def list_resource_templates(
         description="One contact by id: email, fields, tags.",
         mime_type="application/json",
     )
-    return types.ListResourceTemplatesResult(resource_templates=[template])
+    return types.ListResourceTemplatesResult(resource_templates=[template, *JOB_TEMPLATES])
 
 
 async def _get_data(runtime: Runtime, tool: str, args: dict[str, Any]) -> Any:
@@ -130,6 +132,8 @@ def _bounded(body: dict[str, Any], uri: str) -> dict[str, Any]:
 
 async def read_resource(runtime: Runtime, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
     uri = cut(str(params.uri), 300)
+    if (found := await read_job_resource(runtime, uri)) is not None:
+        return found
     body: Any
     try:
         if uri == "systeme://account":

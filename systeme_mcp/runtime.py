@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import types
 
@@ -31,6 +32,7 @@ class Runtime:
     client: SystemeClient
     sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
     log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
+    jobs: Any = None  # the JobRunner (jobs.py) running this process's durable jobs
 
 
 @asynccontextmanager
@@ -56,9 +58,23 @@ async def open_runtime(
         transport = transport or sandbox.transport()
     timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
     client = SystemeClient(settings, transport=transport, **timing)
+    from .jobs import JobRunner  # imported here: jobs builds on this module (CallContext, Runtime)
+    from .jobstore import open_store  # imported here, beside it: the store is the runner's
+
+    store = open_store(settings.store_url)
+    runtime = Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
+    runtime.jobs = JobRunner(runtime, store)
     try:
-        yield Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
+        async with anyio.create_task_group() as tg:
+            await runtime.jobs.serve(tg)
+            try:
+                yield runtime
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await runtime.jobs.release()
+                tg.cancel_scope.cancel()
     finally:
+        await store.aclose()
         await client.aclose()
 
 
@@ -69,6 +85,9 @@ class CallContext:
         self.runtime = runtime
         self.request = request  # the SDK's ServerRequestContext (None when called outside MCP)
         self.params = params  # the tools/call params (input_responses on a modern retry)
+        self.started = anyio.current_time() if request is not None else 0.0
+        self.job_id: str | None = None  # the durable job this call started, once it has
+        self.awaiting_user = False  # a question to the user is open: the call budget waits for the answer
 
     @property
     def client(self) -> SystemeClient:

@@ -161,7 +161,7 @@ def _schema(p: Param) -> dict[str, Any]:
         s["type"] = [s["type"], "null"]
         if "enum" in s:
             s["enum"] = [*s["enum"], None]
-    return {"description": p.description, **s}
+    return {"description": p.description, **s} if p.description else s  # a name that says it all needs none
 
 
 def input_schema(op: Operation) -> dict[str, Any]:

@@ -17,10 +17,12 @@ from mcp import types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
-from . import __version__, answers, prompts, resources
+from . import __version__, answers, budget, prompts, resources
+from .budget import within_budget
 from .config import Settings
-from .registry import registry_for
+from .registry import full_registry, registry_for
 from .runtime import CallContext, Runtime, open_runtime
+from .tools import ToolDef
 
 log = logging.getLogger("systeme_mcp.server")
 
@@ -41,10 +43,36 @@ INSTRUCTIONS = (
 )
 
 
+def run(tool: ToolDef) -> Callable[[CallContext, dict[str, Any]], Awaitable[answers.Answer]]:
+    """The whole call of `tool`: its handler, a bug answered as an internal error, the answer sealed."""
+
+    async def call(ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
+        try:
+            answer = await tool.handler(ctx, arguments)
+        except Exception as exc:  # a bug, not a user error: say so without internals
+            log.exception("tool %s failed", tool.name)
+            answer = answers.internal_error(tool.name, exc)
+        return answers.sealed(answer, ctx.client.scrub)
+
+    return call
+
+
+def activate_jobs(runtime: Runtime) -> None:
+    """Give the job runner every kind of job a tool can start (and calls past their budget): it resumes them."""
+    every = full_registry(runtime.catalog)
+
+    def rerun(name: str, ctx: CallContext, arguments: dict[str, Any]) -> Awaitable[answers.Answer] | None:
+        return run(every[name])(ctx, arguments) if name in every else None
+
+    kinds: dict[str, Any] = {name: t.job_kind for name, t in every.items() if t.job_kind is not None}
+    runtime.jobs.activate({**kinds, budget.KIND: budget.CallKind(rerun)})
+
+
 def create_server(runtime: Runtime) -> Server[Runtime]:
     """A low-level MCP Server over `runtime`; every session shares the runtime."""
     registry = registry_for(runtime.settings, runtime.catalog)
     listed = types.ListToolsResult(tools=[t.tool for t in registry.values()])
+    activate_jobs(runtime)
 
     @asynccontextmanager
     async def lifespan(_: Server[Runtime]) -> AsyncIterator[Runtime]:
@@ -62,12 +90,8 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         if tool is None:
             return answers.unknown_tool(params.name, difflib.get_close_matches(params.name, registry, n=3))
         arguments: dict[str, Any] = dict(params.arguments or {})
-        try:
-            answer = await tool.handler(CallContext(runtime, ctx, params), arguments)
-        except Exception as exc:  # a bug, not a user error: say so without internals
-            log.exception("tool %s failed", params.name)
-            answer = answers.internal_error(params.name, exc)
-        return answers.sealed(answer, runtime.client.scrub)
+        call = CallContext(runtime, ctx, params)
+        return answers.sealed(await within_budget(call, tool, arguments, run(tool)), runtime.client.scrub)
 
     def bound(
         extension: Callable[[Runtime, Params], Awaitable[Result]],

@@ -27,6 +27,7 @@ class ToolDef:
     destructive: bool
     handler: Handler
     operation: Operation | None = None  # the declaration, for a declared operation
+    job_kind: Any = None  # the jobs.JobKind of the durable jobs it starts (resumed by that name after a restart)
 
     @property
     def name(self) -> str:

@@ -79,9 +79,11 @@ def declare(
 Impl = Callable[[CallContext, dict[str, Any]], Awaitable[answers.Answer]]
 
 
-def tool_def(decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[str, Any] | None = None) -> ToolDef:
+def tool_def(
+    decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[str, Any] | None = None, job_kind: Any = None
+) -> ToolDef:
     """The ToolDef: derived input schema (+ `extra` hand-checked properties), annotations, and a handler that
-    turns argument problems, refusals and API failures into answers."""
+    turns argument problems, refusals and API failures into answers; `job_kind`: the jobs it starts."""
     op = decl.op
     schema = input_schema(op)
     schema["properties"].update(extra or {})
@@ -106,7 +108,12 @@ def tool_def(decl: Declared, impl: Impl, output: dict[str, Any], *, extra: dict[
         annotations=tool_annotations(op),
     )
     return ToolDef(
-        tool=tool, toolset=op.toolset, read_only=op.read_only, destructive=op.is_destructive, handler=handler
+        tool=tool,
+        toolset=op.toolset,
+        read_only=op.read_only,
+        destructive=op.is_destructive,
+        handler=handler,
+        job_kind=job_kind,
     )
 
 

@@ -87,6 +87,8 @@ def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:
         for arg, prop in t.tool.input_schema["properties"].items():
             if arg in ("webhook_id", "connection_id"):
                 assert prop["format"] == "uuid", (t.name, arg)
+            elif arg == "job_id":
+                assert prop["type"] == "string" and prop["pattern"], (t.name, arg)
             elif arg.endswith("_id"):
                 assert prop["type"] == "integer" and prop["minimum"] == 1, (t.name, arg)
 

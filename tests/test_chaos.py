@@ -32,9 +32,7 @@ import pytest
 from mcp import Client, types
 
 from systeme_mcp.calls import OUTCOMES
-from systeme_mcp.catalog import load_catalog
-from systeme_mcp.client import SystemeClient
-from systeme_mcp.runtime import Runtime
+from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
 
 from .conftest import sandbox_settings
@@ -333,21 +331,19 @@ async def test_chaos_no_write_is_lost_duplicated_or_misreported() -> None:
     settings = sandbox_settings(
         timeout=2.0, maton_gateway_url=base, maton_ctrl_url=base, retry_budget=40.0, toolsets=["all"]
     )
-    client = SystemeClient(settings, transport=sb.transport(), sleep=clock.sleep, clock=clock)
-    runtime = Runtime(settings=settings, catalog=load_catalog(), client=client, sandbox=sb)
-    try:
-        async with Client(create_server(runtime), cache=None) as mcp:
-            chaos = Chaos(sb, mcp, random.Random(SEED))
-            per_phase = OPERATIONS // PHASES
-            for phase in range(PHASES):
-                sb.faults.set(phase_plan(phase))
-                for i in range(phase * per_phase, (phase + 1) * per_phase):
-                    await chaos.step(i)
-                chaos.fired = chaos.fired + list(sb.faults.fired)
-            sb.faults.clear()
-            chaos.request_count = len(sb.requests)
-    finally:
-        await client.aclose()
+    async with (
+        open_runtime(settings, sandbox=sb, sleep=clock.sleep, clock=clock) as runtime,
+        Client(create_server(runtime), cache=None) as mcp,
+    ):
+        chaos = Chaos(sb, mcp, random.Random(SEED))
+        per_phase = OPERATIONS // PHASES
+        for phase in range(PHASES):
+            sb.faults.set(phase_plan(phase))
+            for i in range(phase * per_phase, (phase + 1) * per_phase):
+                await chaos.step(i)
+            chaos.fired = chaos.fired + list(sb.faults.fired)
+        sb.faults.clear()
+        chaos.request_count = len(sb.requests)
     clock.now += membership_delay  # the last accepted memberships become listed too
     chaos.compare()  # reads the store, which holds accepted memberships whether listed yet or not
     report = chaos.report

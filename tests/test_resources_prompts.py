@@ -24,7 +24,11 @@ async def test_resources_and_template_are_listed(mcp: Client) -> None:
     uris = {str(r.uri) for r in (await mcp.list_resources()).resources}
     assert uris == {"systeme://account", "systeme://tags", "systeme://courses", "systeme://communities"}
     templates = (await mcp.list_resource_templates()).resource_templates
-    assert [t.uri_template for t in templates] == ["systeme://contacts/{id}"]
+    assert [t.uri_template for t in templates] == [
+        "systeme://contacts/{id}",
+        "systeme://jobs/{job_id}",
+        "systeme://exports/{job_id}.csv",
+    ]
 
 
 async def test_contact_resource(mcp: Client, api: RawApi) -> None:
@@ -52,7 +56,7 @@ async def test_account_resource_counts_and_connection_without_secrets(mcp: Clien
     assert "sandbox-maton-key" not in raw.text and "Bearer" not in raw.text
     body = json.loads(raw.text)
     assert body["backend"] == "sandbox"
-    assert body["toolsets"] == ["contacts", "tags", "fields", "school", "community", "connections", "workflows"]
+    assert body["toolsets"] == ["contacts", "tags", "fields", "school", "community", "connections", "workflows", "jobs"]
     assert body["counts"]["contacts"] == len(await api.all_items("/api/contacts"))
     assert body["counts"]["tags"] == len(await api.all_items("/api/tags"))
     assert body["counts"]["webhooks"] == len((await api.get("/api/webhooks"))["items"])

@@ -35,6 +35,7 @@ from tokens import (
 VERBS = frozenset(
     (
         "List Get Find Create Define Draft Start Add Enroll Update Change Rename Replace Schedule Remove Delete Cancel"
+        " Import Export"
     ).split()
 )
 

@@ -67,7 +67,10 @@ def test_default_toolsets_leave_out_the_opt_in_ones(registry: dict[str, ToolDef]
     # `default` names them, so an opt-in toolset is added without listing the others
     assert select(registry, ["default"], read_only=False).keys() == default.keys()
     bulk = {name for name, t in registry.items() if t.toolset == "bulk"}
-    assert bulk == {"bulk_add_tag", "bulk_remove_tag", "bulk_enroll", "bulk_add_to_community"}
+    assert bulk == {"bulk_add_tag", "bulk_remove_tag", "bulk_enroll", "bulk_add_to_community"} | {
+        "import_contacts",
+        "export_contacts",
+    }
     assert select(registry, ["default", "bulk"], read_only=False).keys() == default.keys() | bulk
 
 

@@ -221,7 +221,7 @@ async def test_bulk_add_tag_by_filter_previews_then_applies(mcp: Client, api: Ra
     done = await ok(mcp, "bulk_add_tag", progress, **preview["apply"]["arguments"])
     assert done["counts"] == {"selected": len(acme), "changed": len(acme) - 1, "already": 1, "failed": 0, "unknown": 0}
     assert await _tagged(api, tag_id) == set(acme)
-    assert progress.seen[-1] == (len(acme) - 1, len(acme) - 1) and len(progress.seen) == len(acme) - 1
+    assert progress.seen[-1] == (len(acme) - 1, len(acme) - 1) and progress.seen == sorted(set(progress.seen))
 
 
 async def test_bulk_remove_tag_previews_even_small_sets(mcp: Client, api: RawApi, contacts: list[Any]) -> None:
@@ -281,69 +281,6 @@ async def test_bulk_arguments_are_checked_before_anything_is_sent(mcp: Client, s
     assert "`filter.max_pages`" in await refused(mcp, "bulk_add_tag", filter={"max_pages": 0}, tag_id=1)
     assert "`tag_id`" in await refused(mcp, "bulk_add_tag", contact_ids=[1])
     assert requests_seen(sandbox) == before
-
-
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_bulk_cancellation_stops_cleanly_and_logs_what_was_done(
-    mode: Any, runtime: Runtime, sandbox: Any, api: RawApi, contacts: list[Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from systeme_mcp.sandbox import FaultPlan
-
-    done_first = 5  # writes let through; every later one is held by the sandbox until it is cancelled
-    tag_id = await _new_tag(api, "cancel-me")
-    ids = [c["id"] for c in contacts[:80]]
-    sandbox.faults.set(FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=3600, routes=("POST /api/contacts/*/tags",)))
-    draw, passed, held = sandbox.faults.draw, [0], anyio.Event()
-
-    def hold_after_the_first(method: str, path: str) -> str | None:
-        kind: str | None = draw(method, path)
-        if kind is not None and passed[0] < done_first:
-            passed[0] += 1
-            return None
-        if kind is not None:
-            held.set()
-        return kind
-
-    monkeypatch.setattr(sandbox.faults, "draw", hold_after_the_first)
-    logs: list[str] = []
-    reported = anyio.Event()
-
-    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
-        logs.append(str(params.data))
-        if "cancelled after" in logs[-1]:
-            reported.set()
-
-    progress = Progress(until=done_first)
-
-    def tagging_posts() -> int:
-        return sum(r.method == "POST" and r.path.endswith("/tags") and "/contacts/" in r.path for r in sandbox.requests)
-
-    scope = anyio.CancelScope()
-    arguments = {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}
-    async with Client(create_server(runtime), mode=mode, log_level="info", logging_callback=on_log) as client:
-
-        async def call() -> None:
-            with scope:
-                await client.call_tool("bulk_add_tag", arguments, progress_callback=progress)
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call)
-                await progress.reached.wait()  # the first writes are done and reported to the client
-                await held.wait()  # and later ones are in flight
-                await anyio.wait_all_tasks_blocked()  # every worker is waiting on a held write
-                scope.cancel()
-            await reported.wait()  # the server saw the cancellation and logged what was done
-        assert scope.cancelled_caught
-        tagged, posts = await _tagged(api, tag_id), tagging_posts()
-        await anyio.wait_all_tasks_blocked()  # a write still going would reach the sandbox now
-        assert (await _tagged(api, tag_id), tagging_posts()) == (tagged, posts), "writes continued after the cancel"
-    assert len(tagged) == done_first < len(ids) and len(progress.seen) == done_first
-    (report,) = [m for m in logs if "cancelled after" in m]
-    changed = {int(x) for x in report.split("changed: ", 1)[1].split(";")[0].replace("#", "").split(", ") if x}
-    unknown = report.split("outcome unknown (check them): ", 1)[1].split(";")[0] if "unknown" in report else ""
-    in_flight = {int(x) for x in unknown.replace("#", "").split(", ") if x}
-    assert changed == tagged and in_flight and not in_flight & tagged  # every write is reported, none lost
 
 
 async def test_workflow_tool_definitions(mcp: Client) -> None:

@@ -1,0 +1,275 @@
+"""Durable jobs: long work that leaves the request/response cycle and survives a restart.
+
+A job kind (bulk tag, import, export, a call over its budget) runs with a `Work`: the job's record, a call
+context with no client request, and `each`, which runs the job's items a few at a time and writes each item's
+state to the store before it is sent (`in_flight`) and after (`settled`, with its outcome). The `JobRunner`
+(one per process) owns the tasks:
+- it holds a lease on every job it runs and renews it; a job whose lease ran out (its runner died) is claimed
+  and resumed by whichever runner sees it first: settled items are never sent again, in-flight ones are given
+  to the kind as `resumed`, which checks before sending (read back, resend only if absent);
+- a cancel (from any process: the flag is in the store) stops a job after its items in flight;
+- finished jobs are deleted past the retention age and count;
+- job work is paced as background traffic (`pacing.background`), leaving headroom for interactive calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .jobstore import Item, Job, JobStore, Status, new_job_id
+from .pacing import background
+from .runtime import CallContext, Runtime
+
+log = logging.getLogger("systeme_mcp.jobs")
+NOTIFY_EVERY = 1.0  # seconds between update notifications of one job (subscribers; not its first call)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How one item ended: an outcome word the kind chooses (changed, already, failed, …), why, and any data."""
+
+    outcome: str
+    reason: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+ItemFn = Callable[[Item, bool], Awaitable[Settled]]  # (item, resumed: it was in flight when a runner died)
+
+
+class JobKind(Protocol):
+    """What a kind of job does. `run` returns the job's report: {"text": str, "structured": dict, "error": bool}."""
+
+    async def run(self, work: Work) -> dict[str, Any]: ...
+
+
+class Work:
+    """One run of one job: its record, a context for its calls, and the item loop."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.ctx = CallContext(runner.runtime)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.id in self.runner.cancelling
+
+    async def items(self) -> list[Item]:
+        return await self.runner.store.items(self.job.id)
+
+    async def each(self, fn: ItemFn, concurrency: int) -> None:
+        """Run `fn` over every unsettled item (those in flight first), `concurrency` at a time, until done or
+        cancelled; each item's state is stored before and after."""
+        store, job_id = self.runner.store, self.job.id
+        queue = deque([*await store.items(job_id, "in_flight"), *await store.items(job_id, "pending")])
+
+        async def worker() -> None:
+            while queue and not self.cancelled:
+                item = queue.popleft()
+                resumed = item.state == "in_flight"
+                if not resumed:
+                    await store.mark(job_id, item.key, "in_flight")
+                try:
+                    settled = await fn(item, resumed)
+                except Exception as exc:  # a bug in one item must not stop the others
+                    log.exception("job %s: item %s failed", job_id, item.key)
+                    settled = Settled("failed", f"internal error ({type(exc).__name__}); report it")
+                await store.mark(job_id, item.key, "settled", settled.outcome, settled.reason, settled.data)
+                self.runner.touch(job_id)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(1, min(concurrency, len(queue)))):
+                tg.start_soon(worker)
+
+
+class JobRunner:
+    """Runs this process's share of the jobs in `store` (see the module doc)."""
+
+    def __init__(self, runtime: Runtime, store: JobStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.owner = f"{secrets.token_hex(6)}"  # this process's lease-holder name
+        self.kinds: dict[str, JobKind] = {}
+        self.cancelling: set[str] = set()
+        self.on_update: list[Callable[[str], Coroutine[Any, Any, None]]] = []  # called with a job id as it progresses
+        self._clock = clock
+        self._tg: TaskGroup | None = None
+        self._local: dict[str, anyio.CancelScope] = {}
+        self._events: dict[str, anyio.Event] = {}
+        self._started: dict[str, tuple[float, int]] = {}  # job id → (monotonic start of this run, settled then)
+        self._notified: dict[str, float] = {}
+        self._ready = anyio.Event()
+        self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
+
+    @property
+    def lease(self) -> float:
+        return self.runtime.settings.job_lease
+
+    # ------------------------------------------------------------------ lifecycle
+    async def serve(self, tg: TaskGroup) -> None:
+        """Run the maintenance loop in `tg` (resume, renew, prune); jobs run there too."""
+        self._tg = tg
+        tg.start_soon(self._maintain)
+
+    def activate(self, kinds: dict[str, JobKind]) -> None:
+        """Register the job kinds; resuming starts once they are known."""
+        self.kinds.update(kinds)
+        self._ready.set()
+
+    async def release(self) -> None:
+        """Give up this runner's leases (clean shutdown): another runner, or the next start, resumes at once."""
+        for job_id in list(self._local):
+            job = await self.store.get(job_id)
+            if job is not None and job.owner == self.owner and not job.finished:
+                job.owner, job.lease_until = "", 0.0
+                await self.store.save(job)
+
+    async def _maintain(self) -> None:
+        await self._ready.wait()
+        while True:
+            try:
+                await self._round()
+            except Exception:  # the store may be briefly unavailable; the next round tries again
+                log.warning("job maintenance failed", exc_info=True)
+            await anyio.sleep(max(0.2, self.lease / 3))
+
+    async def _round(self) -> None:
+        now = self._clock()
+        for job_id, scope in list(self._local.items()):
+            job = await self.store.get(job_id)
+            if job is None or not await self.store.claim(job_id, self.owner, now + self.lease, now):
+                log.warning("job %s: lease lost to another runner; stopping here", job_id)
+                scope.cancel()
+            elif job.cancel_requested and job_id not in self.cancelling:
+                self.cancel_locally(job_id)
+        for job in await self.store.jobs("running", limit=1000):
+            orphaned = job.id not in self._local and job.kind in self.kinds and job.lease_until <= now
+            if orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
+                log.warning("job %s (%s): resuming", job.id, job.kind)
+                self._launch(job)
+        settings = self.runtime.settings
+        await self.store.prune(now, settings.job_retention_days * 86400, settings.job_retention_count)
+
+    # ------------------------------------------------------------------ jobs
+    async def start(self, kind: str, args: dict[str, Any], keys: list[str], *, total: int | None = None) -> Job:
+        """Store a new job (its items pending) and start running it here."""
+        assert kind in self.kinds, f"unknown job kind {kind}"
+        now = self._clock()
+        job = Job(
+            id=new_job_id(),
+            kind=kind,
+            args=args,
+            total=len(keys) if total is None else total,
+            created=now,
+            updated=now,
+            owner=self.owner,
+            lease_until=now + self.lease,
+        )
+        await self.store.create(job, keys)
+        self._launch(job)
+        return job
+
+    def _launch(self, job: Job) -> None:
+        assert self._tg is not None, "the job runner is not serving"
+        scope = anyio.CancelScope()
+        self._local[job.id] = scope
+        self._tg.start_soon(self._run, job, scope)
+
+    async def _run(self, job: Job, scope: anyio.CancelScope) -> None:
+        self._started[job.id] = (anyio.current_time(), _settled(await self.store.counts(job.id)))
+        try:
+            with scope, background():
+                try:
+                    result = await self.kinds[job.kind].run(Work(self, job))
+                except Exception as exc:
+                    log.exception("job %s failed", job.id)
+                    await self.finish(job.id, None, "failed", f"internal error ({type(exc).__name__}); report it")
+                else:
+                    await self.finish(job.id, result, "cancelled" if job.id in self.cancelling else "done")
+        finally:
+            self._forget(job.id)
+
+    async def finish(self, job_id: str, result: dict[str, Any] | None, status: Status, error: str = "") -> None:
+        """Store a job's end: its report, status and why it failed; the lease given up."""
+        with anyio.CancelScope(shield=True):
+            job = await self.store.get(job_id)
+            if job is None:
+                return
+            job.status, job.result, job.error = status, result, error
+            job.updated, job.owner, job.lease_until = self._clock(), "", 0.0
+            await self.store.save(job)
+
+    def _forget(self, job_id: str) -> None:
+        self._local.pop(job_id, None)
+        self._adopted.discard(job_id)
+        self.cancelling.discard(job_id)
+        self.touch(job_id, final=True)
+
+    async def adopt(self, kind: str, args: dict[str, Any], scope: anyio.CancelScope) -> Job:
+        """A job record for work already running here in `scope` (a call past its budget), leased to this runner;
+        `finish` it when the work ends, then `release_adopted`."""
+        now = self._clock()
+        job = Job(new_job_id(), kind, args, 0, now, updated=now, owner=self.owner, lease_until=now + self.lease)
+        await self.store.create(job, [])
+        self._local[job.id] = scope
+        self._adopted.add(job.id)
+        self._started[job.id] = (anyio.current_time(), 0)
+        return job
+
+    def release_adopted(self, job_id: str) -> None:
+        self._forget(job_id)
+
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `fn` in the runner's task group: it outlives the request that started it."""
+        assert self._tg is not None, "the job runner is not serving"
+        self._tg.start_soon(fn)
+
+    def cancel_locally(self, job_id: str) -> bool:
+        """Stop a job running here after its items in flight; False if it does not run here."""
+        if job_id not in self._local:
+            return False
+        self.cancelling.add(job_id)
+        if job_id in self._adopted:  # a call has no items to stop between: it stops now
+            self._local[job_id].cancel()
+        self.touch(job_id)
+        return True
+
+    def runs_here(self, job_id: str) -> bool:
+        return job_id in self._local
+
+    # ------------------------------------------------------------------ watching
+    def changed(self, job_id: str) -> anyio.Event:
+        """An event set the next time the job progresses here."""
+        return self._events.setdefault(job_id, anyio.Event())
+
+    def touch(self, job_id: str, *, final: bool = False) -> None:
+        event = self._events.pop(job_id, None)
+        if event is not None:
+            event.set()
+        now = anyio.current_time()
+        if self.on_update and self._tg is not None and (final or now - self._notified.get(job_id, 0) >= NOTIFY_EVERY):
+            self._notified[job_id] = now
+            for callback in self.on_update:
+                self._tg.start_soon(callback, job_id)
+
+    def rate(self, job_id: str, settled: int) -> float | None:
+        """Items per second in this run of a job running here (None when unknown)."""
+        started = self._started.get(job_id)
+        if started is None:
+            return None
+        elapsed = anyio.current_time() - started[0]
+        done = settled - started[1]
+        return done / elapsed if elapsed > 0.5 and done > 0 else None
+
+
+def _settled(counts: dict[str, int]) -> int:
+    return sum(n for state, n in counts.items() if state not in ("pending", "in_flight"))

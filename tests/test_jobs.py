@@ -1,0 +1,237 @@
+"""Durable jobs through real MCP sessions on the sandbox: the call budget, get_job / list_jobs / cancel_job, and a
+job resumed by a new runtime on the same store. Writes are held at a gate in front of the sandbox, so "still
+running" is a fact of the test, not a race with the clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from systeme_mcp.runtime import Runtime, open_runtime
+from systeme_mcp.server import create_server
+
+from .conftest import sandbox_settings
+from .helpers import RawApi, VirtualClock, text
+
+pytestmark = pytest.mark.anyio
+BUDGET = 0.3  # seconds: the call budget of these tests
+
+
+class Gate(httpx2.AsyncBaseTransport):
+    """Holds the requests `match` selects until opened; counts those held and those let through."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, match: Callable[[httpx2.Request], bool]) -> None:
+        self.inner, self.match = inner, match
+        self.opened = anyio.Event()
+        self.held = 0
+        self.arrived = anyio.Event()  # set when `expect` requests are held
+        self.expect = 1
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.match(request) and not self.opened.is_set():
+            self.held += 1
+            if self.held >= self.expect:
+                self.arrived.set()
+            await self.opened.wait()
+        return await self.inner.handle_async_request(request)
+
+
+def tag_posts(request: httpx2.Request) -> bool:
+    return request.method == "POST" and request.url.path.endswith("/tags") and "/contacts/" in request.url.path
+
+
+def writes_per_contact(sandbox: Any) -> Counter[str]:
+    return Counter(
+        r.path for r in sandbox.requests if r.method == "POST" and r.path.endswith("/tags") and "/contacts/" in r.path
+    )
+
+
+@pytest.fixture
+def gate(sandbox: Any) -> Gate:
+    return Gate(sandbox.transport(), tag_posts)
+
+
+@pytest.fixture
+async def jobs_runtime(sandbox: Any, gate: Gate, tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
+    clock = VirtualClock()
+    async with open_runtime(settings, sandbox=sandbox, transport=gate, sleep=clock.sleep, clock=clock) as rt:
+        yield rt
+
+
+@pytest.fixture(params=["modern", "legacy"])
+async def client(request: pytest.FixtureRequest, jobs_runtime: Runtime) -> AsyncIterator[Client]:
+    mode = "legacy" if request.param == "legacy" else "auto"
+    async with Client(create_server(jobs_runtime), mode=mode, cache=None) as session:
+        yield session
+
+
+async def new_tag(api: RawApi, name: str) -> int:
+    return int((await api.post("/api/tags", {"name": name}))["id"])
+
+
+async def tagged(api: RawApi, tag_id: int) -> set[int]:
+    return {c["id"] for c in await api.all_items("/api/contacts", tags=tag_id)}
+
+
+async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert result.structured_content is not None, text(result)
+    return dict(result.structured_content)
+
+
+async def until_finished(client: Client, job_id: str) -> dict[str, Any]:
+    with anyio.fail_after(30):
+        while True:
+            job = await structured(client, "get_job", job_id=job_id)
+            if job["status"] != "running":
+                return job
+            await anyio.sleep(0.05)
+
+
+async def test_a_bulk_call_past_its_budget_answers_with_a_job_that_finishes(
+    client: Client, api: RawApi, sandbox: Any, gate: Gate
+) -> None:
+    tag_id = await new_tag(api, "job-tag")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:40]
+    with anyio.fail_after(10):
+        first = await client.call_tool("bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False})
+    job = first.structured_content
+    assert not first.is_error and job is not None, text(first)
+    assert job["status"] == "running" and job["done"] < job["total"] == len(ids)
+    assert job["next"] == {"tool": "get_job", "arguments": {"job_id": job["job_id"]}}
+    assert f'next: get_job(job_id="{job["job_id"]}")' in text(first).splitlines()
+
+    listed = await structured(client, "list_jobs", status="running")
+    assert [j["job_id"] for j in listed["items"]] == [job["job_id"]]
+
+    gate.opened.set()
+    done = await until_finished(client, job["job_id"])
+    assert done["status"] == "done" and done["outcome"] == "applied"
+    assert done["counts"]["changed"] == len(ids) and done["done"] == len(ids), (done["counts"], done["message"])
+    assert await tagged(api, tag_id) == set(ids)
+    assert set(writes_per_contact(sandbox).values()) == {1}, "a contact was written twice"
+
+
+async def test_cancel_job_stops_after_the_items_in_flight_and_reports_exactly(
+    client: Client, api: RawApi, sandbox: Any, gate: Gate
+) -> None:
+    tag_id = await new_tag(api, "cancel-tag")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:60]
+    job = await structured(client, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+    assert job["status"] == "running"
+    with anyio.fail_after(10):
+        await gate.arrived.wait()
+    async with anyio.create_task_group() as tg:
+        answers: list[dict[str, Any]] = []
+
+        async def cancel() -> None:
+            answers.append(await structured(client, "cancel_job", job_id=job["job_id"]))
+
+        tg.start_soon(cancel)
+        await anyio.wait_all_tasks_blocked()
+        gate.opened.set()  # the writes in flight finish; nothing after them starts
+    final = await until_finished(client, job["job_id"])
+    assert final["status"] == "cancelled" and answers[0]["outcome"] == "applied"
+    now = await tagged(api, tag_id)
+    assert set(final["changed"]) == now and 0 < len(now) < len(ids)
+    assert set(final["not_started"]) == set(ids) - now and final["counts"]["changed"] == len(now)
+    assert sum(writes_per_contact(sandbox).values()) == len(now), "a write was sent after the cancel"
+    again = await structured(client, "cancel_job", job_id=job["job_id"])
+    assert again["outcome"] == "already_applied" and again["status"] == "cancelled"
+
+
+async def test_cancelling_the_first_call_cancels_its_job(client: Client, api: RawApi, sandbox: Any, gate: Gate) -> None:
+    tag_id = await new_tag(api, "abandon-tag")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:60]
+    gate.expect = 8  # every worker holds a write
+    scope = anyio.CancelScope()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                with scope:
+                    await client.call_tool("bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False})
+
+            tg.start_soon(call)
+            await gate.arrived.wait()
+            scope.cancel()
+    (job,) = (await structured(client, "list_jobs"))["items"]
+    gate.opened.set()
+    final = await until_finished(client, job["job_id"])
+    assert final["status"] == "cancelled"
+    assert set(final["changed"]) == await tagged(api, tag_id) and len(final["changed"]) == 8
+
+
+async def test_any_call_past_its_budget_carries_on_as_a_job(
+    jobs_runtime: Runtime, client: Client, api: RawApi, gate: Gate
+) -> None:
+    contact_id = (await api.all_items("/api/contacts"))[0]["id"]
+    tag_id = await new_tag(api, "slow-tag")
+    first = await structured(client, "add_tag_to_contact", contact_id=contact_id, tag_id=tag_id)
+    assert first["status"] == "running" and first["kind"] == "call" and "outcome" not in first
+    gate.opened.set()
+    done = await until_finished(client, first["job_id"])
+    assert done["status"] == "done" and done["outcome"] == "applied"
+    assert contact_id in await tagged(api, tag_id)
+
+
+async def test_a_job_is_resumed_by_the_next_runtime_on_its_store(sandbox: Any, api: RawApi, tmp_path: Path) -> None:
+    tag_id = await new_tag(api, "resume-tag")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:30]
+    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
+    gate = Gate(sandbox.transport(), tag_posts)
+    gate.expect = 8
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
+        session = Client(create_server(first_life), cache=None)
+        async with session:
+            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+            with anyio.fail_after(10):
+                await gate.arrived.wait()  # eight writes in flight when the server stops
+    assert writes_per_contact(sandbox) == Counter(), "held writes must not have reached the sandbox"
+    again = Gate(sandbox.transport(), tag_posts)  # held again, to look at the job before it moves
+    async with open_runtime(settings, sandbox=sandbox, transport=again) as second_life:
+        session = Client(create_server(second_life), cache=None)
+        async with session:
+            with anyio.fail_after(10):
+                await again.arrived.wait()  # resumed: the first of the in-flight writes is being checked
+            before = await structured(session, "get_job", job_id=job["job_id"])
+            assert before["status"] == "running" and before["in_flight"] == 8 and before["done"] == 0
+            again.opened.set()
+            final = await until_finished(session, job["job_id"])
+    assert final["status"] == "done" and final["counts"]["changed"] == len(ids)
+    assert await tagged(api, tag_id) == set(ids)
+    assert set(writes_per_contact(sandbox).values()) == {1}
+
+
+async def test_job_arguments_are_checked_before_anything_is_read(client: Client) -> None:
+    for bad in ({"job_id": "nope"}, {}, {"job_id": "job_" + "0" * 16 + "x"}):
+        result = await client.call_tool("get_job", bad)
+        assert result.is_error and "job_id" in text(result), bad
+    missing = await client.call_tool("get_job", {"job_id": "job_" + "0" * 16})
+    assert missing.is_error and "list_jobs" in text(missing)
+    status = await client.call_tool("list_jobs", {"status": "sleeping"})
+    assert status.is_error and "running" in text(status)
+
+
+def test_job_answers_validate_against_every_output_schema() -> None:
+    import jsonschema
+
+    from systeme_mcp.catalog import load_catalog
+    from systeme_mcp.registry import full_registry
+
+    job = {"job_id": "job_" + "0" * 16, "status": "running", "message": "…"}
+    checked = 0
+    for tool in full_registry(load_catalog()).values():
+        assert tool.tool.output_schema is not None
+        if "job_id" not in tool.tool.output_schema.get("required", []):  # the job tools answer a job, and more
+            jsonschema.validate(job, tool.tool.output_schema)
+            checked += 1
+    assert checked > 50
