@@ -1,0 +1,140 @@
+"""A job survives the server being killed: the sandbox served over real HTTP (`systeme-mcp sandbox --state`,
+rate-limited), the server as a subprocess on Streamable HTTP with an SQLite job store. SIGKILL mid-job, start
+it again on the same store: the job finishes, every contact is tagged, none is written more often than the
+exactly-once rules allow, and get_job tells the truth before and after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from .helpers import text
+
+pytestmark = pytest.mark.anyio
+KEY = "sandbox-key-for-restart-test"
+CONTACTS = 60
+CONCURRENCY = 8  # bulk.BULK_CONCURRENCY: at most this many writes are in flight when the server dies
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def ready(url: str) -> None:
+    with anyio.fail_after(30):
+        async with httpx2.AsyncClient() as http:
+            while True:
+                try:
+                    await http.get(url)
+                    return
+                except httpx2.TransportError:
+                    await anyio.sleep(0.05)
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "systeme_mcp.cli", *args], env=env, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sandbox_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    args = ["sandbox", "--port", str(port), "--state", str(tmp_path / "sandbox.db"), "--rate-limit", "10:40/s"]
+    with process([*args, "--api-key", KEY], dict(os.environ)):
+        yield f"http://127.0.0.1:{port}"
+
+
+def server_env(sandbox_url: str, store: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYSTEME_", "MATON_"))}
+    env.update(
+        SYSTEME_BACKEND="direct",
+        SYSTEME_API_KEY=KEY,
+        SYSTEME_API_URL=sandbox_url,
+        SYSTEME_STORE=f"sqlite://{store}",
+        SYSTEME_CALL_BUDGET="1",
+        SYSTEME_JOB_LEASE="1",
+        SYSTEME_TOOLSETS="default,bulk",
+    )
+    return env
+
+
+@asynccontextmanager
+async def server(env: dict[str, str]) -> AsyncIterator[tuple[subprocess.Popen[bytes], Client]]:
+    port = free_port()
+    with process(["--transport", "http", "--port", str(port)], env) as proc:
+        await ready(f"http://127.0.0.1:{port}/mcp")
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            yield proc, client
+
+
+async def job_state(client: Client, job_id: str) -> dict[str, Any]:
+    result = await client.call_tool("get_job", {"job_id": job_id})
+    assert result.structured_content is not None, text(result)
+    return dict(result.structured_content)
+
+
+async def wait_for(client: Client, job_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """get_job until `done` holds (another process runs the job: there is no event to wait on)."""
+    with anyio.fail_after(60):
+        while True:
+            state = await job_state(client, job_id)
+            if done(state):
+                return state
+            await anyio.sleep(0.02)
+
+
+async def tag_writes(sandbox_url: str) -> Counter[str]:
+    async with httpx2.AsyncClient() as http:
+        log = (await http.get(f"{sandbox_url}/__sandbox/requests")).json()["items"]
+    return Counter(
+        r["path"] for r in log if r["method"] == "POST" and r["path"].startswith("/api/contacts/") and r["status"]
+    )
+
+
+async def test_a_job_finishes_exactly_once_across_a_sigkill(sandbox_url: str, tmp_path: Path) -> None:
+    env = server_env(sandbox_url, tmp_path / "jobs.db")
+    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}) as api:
+        await ready(sandbox_url)
+        tag_id = (await api.post("/api/tags", json={"name": "survivor"})).json()["id"]
+        ids = [c["id"] for c in (await api.get("/api/contacts", params={"limit": 100})).json()["items"]][:CONTACTS]
+    async with server(env) as (proc, client):
+        first = await client.call_tool("bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False})
+        job = first.structured_content
+        assert job is not None and job["status"] == "running", text(first)
+        before = await wait_for(client, job["job_id"], lambda state: state["done"] >= 10)
+        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown: the lease is left to expire
+    assert before["status"] == "running" and before["done"] < CONTACTS
+    async with server(env) as (_, client):
+        after = await wait_for(client, job["job_id"], lambda state: state["status"] != "running")
+    assert after["status"] == "done" and after["done"] == CONTACTS, after
+    assert after["counts"]["changed"] + after["counts"]["already"] == CONTACTS and not after["counts"]["failed"]
+    writes = await tag_writes(sandbox_url)
+    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}) as api:
+        tagged = {
+            c["id"] for c in (await api.get("/api/contacts", params={"tags": tag_id, "limit": 100})).json()["items"]
+        }
+    assert tagged == set(ids), "a contact was lost"
+    assert len(writes) == CONTACTS and sum(writes.values()) <= CONTACTS + CONCURRENCY, writes
+    # only a write in flight at the kill may be sent again (adding a tag twice leaves one tag)
+    assert max(writes.values()) <= 2
