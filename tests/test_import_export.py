@@ -86,7 +86,9 @@ async def test_import_checks_every_row_before_sending_anything(mcp: Client, sand
     assert result.is_error and result.structured_content and result.structured_content["error"]["kind"]
     said = text(result)
     assert all(f"contacts[{n}]" in said for n in (1, 2, 3, 4)) and "contacts[0]" not in said
-    for wrong in ({}, {"contacts": []}, {"contacts": "a,b"}, {"contacts": [{"email": "a@b.test", "tags": "vip"}]}):
+    wrongs: list[dict[str, Any]] = [{}, {"contacts": []}, {"contacts": "a,b"}]
+    wrongs.append({"contacts": [{"email": "a@b.test", "tags": "vip"}]})
+    for wrong in wrongs:
         assert (await mcp.call_tool("import_contacts", wrong)).is_error
     assert requests_seen(sandbox) == before
 
