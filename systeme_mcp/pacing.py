@@ -9,7 +9,9 @@ and a caller with a deadline is refused at once (`WaitTooLong`) rather than held
 
 Background work (durable jobs, run inside `background()`) leaves `BACKGROUND_RESERVE` tokens to interactive
 calls: a job waits for the next refill when only the reserve is left, so a call made while it runs is sent at
-once instead of queueing behind the job; while the count is unknown a job sends one request at a time.
+once instead of queueing behind the job; while the count is unknown a job sends one request at a time. The
+refill time the API states may be coarse (whole seconds), so the hold is shortened to what the refill rate
+measured over the previous hold says it takes to earn one more token.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import anyio
 from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_remaining, refill_wait
 
 BACKGROUND_RESERVE = 2  # tokens a background job leaves to interactive calls
+MIN_HOLD = 0.02  # seconds: the shortest background hold
 _BACKGROUND: ContextVar[bool] = ContextVar("systeme_mcp_background", default=False)
 
 
@@ -67,6 +70,8 @@ class Pacer:
         self._background_until = 0.0  # background requests wait for a refill until then
         self._answered = anyio.Event()  # set (and replaced) at every answer
         self._probing = True  # the count is to be learnt: background work sends one request, then waits for it
+        self._hold: tuple[float, float] | None = None  # when the last background hold began, and the tokens left
+        self._token_rate: float | None = None  # tokens per second the bucket refills, as last measured
 
     async def acquire(self, deadline: float | None = None) -> None:
         """Wait while the budget is spent, then count one more request in flight. `deadline` (on the pacer's
@@ -106,11 +111,16 @@ class Pacer:
             return self._background_until - now
         if self.remaining is None:
             return 0.0
-        if self.remaining - self.in_flight >= 1 + BACKGROUND_RESERVE:
+        left = self.remaining - self.in_flight
+        if left >= 1 + BACKGROUND_RESERVE:
             return 0.0
-        self._background_until = now + (self.refill or PACER_PROBE_WAIT)
+        hold = self.refill or PACER_PROBE_WAIT
+        if self._token_rate:  # learnt: hold until there is a token for one more request besides the reserve
+            hold = min(hold, max(MIN_HOLD, (2 + BACKGROUND_RESERVE - left) / self._token_rate))
+        self._background_until = now + hold
+        self._hold = (now, left)
         self.remaining, self._probing = None, True  # after the wait: one probe learns the new count
-        return self._background_until - now
+        return hold
 
     def observe(self, headers: dict[str, str], status: int | None) -> None:
         """Learn from an answer (status None: no answer) and release its in-flight slot."""
@@ -135,6 +145,13 @@ class Pacer:
         if remaining is None:
             return
         self.remaining = remaining
+        if self._hold is not None:  # the first count after a background hold: how fast the bucket refills
+            started, left = self._hold
+            self._hold = None
+            if now > started and remaining + 1 > left:
+                self._token_rate = (remaining + 1 - left) / (now - started)
         if remaining < 1 and refill is not None:
+            if self._token_rate:  # a coarse refill time (whole seconds) overstates the wait for one token
+                refill = min(refill, max(MIN_HOLD, 1 / self._token_rate))
             self._blocked_until = max(self._blocked_until, now + refill)
             self.remaining = None
