@@ -87,6 +87,7 @@ class Param(_Strict):
     values: list[str] | dict[str, str] | None = None
     as_objects: AsObjects | None = None
     secret: bool = False
+    default: str | int | bool | None = None  # sent when the argument is left out
 
     @model_validator(mode="after")
     def _enum_has_values(self) -> Param:
@@ -272,12 +273,7 @@ class Catalog:
                     raise ValueError(f"{where}: rule names an unknown parameter")
 
 
-CONFIRM = {
-    "name": "confirm",
-    "type": "boolean",
-    "in": "local",
-    "description": "true only after the user agreed.",
-}
+CONFIRM = {"name": "confirm", "type": "boolean", "in": "local", "description": "true only after the user agreed."}
 
 
 def confirmable(op: Operation) -> Operation:
@@ -287,6 +283,9 @@ def confirmable(op: Operation) -> Operation:
     return op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})
 
 
+FLAG_LISTS = ("nullable", "required")  # operation keys naming params to mark so
+
+
 def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in raw.pop("use", []):
@@ -294,11 +293,10 @@ def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, An
             raise ValueError(f"tool_specs: {raw.get('name')}: `use` names unknown shared param {name!r}")
         params[name] = dict(shared[name])
     params.update(raw.get("params", {}))
-    nullable = set(raw.get("nullable", []))
+    flags = {flag: set(raw.pop(flag, [])) for flag in FLAG_LISTS}  # e.g. `required = ["events"]` on a `use`d one
     for name, spec in params.items():
         spec["name"] = name
-        if name in nullable:
-            spec["nullable"] = True
+        spec.update({flag: True for flag, names in flags.items() if name in names})
     return params
 
 
@@ -336,7 +334,6 @@ def load_catalog() -> Catalog:
                 raise ValueError(f"tool_specs/{filename}: {name} is declared twice")
             raw = dict(raw, name=name)
             raw["params"] = _resolve_params(raw, shared)
-            raw.pop("nullable", None)  # applied to the params above
             feature = raw.get("not_configured")
             if isinstance(feature, str):
                 if feature not in features:

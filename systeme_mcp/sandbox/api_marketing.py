@@ -186,7 +186,9 @@ def _content(body: Body, current: dict[str, Any] | None) -> dict[str, Any]:
 
 @router.route("GET", "/mailing/newsletters")
 def list_newsletters(call: Call) -> Reply:
-    return page_reply(call.store.newsletters.values(), call.page(), lambda n: n.id, newsletter_json)
+    query = (call.query.text("query") or "").casefold()  # guessed: matches the subject
+    found = (n for n in call.store.newsletters.values() if query in str(n.content.get("subject") or "").casefold())
+    return page_reply(found, call.page(), lambda n: n.id, newsletter_json)
 
 
 @router.route("POST", "/mailing/newsletters")

@@ -86,6 +86,7 @@ class Course:
     active: bool = True
     locale: str | None = "en"
     path: str | None = None
+    domain_name: str | None = "sandbox.systeme.local"
 
 
 @dataclass
@@ -152,6 +153,7 @@ class Connection:
     updated_at: float
     session_token: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    method: str = "OAUTH2"
 
 
 @dataclass

@@ -104,6 +104,9 @@ async def _list_newsletters(mcp: Client, api: RawApi) -> None:
     raw = await api.get("/api/mailing/newsletters")
     assert out["items"] and [i["id"] for i in out["items"]] == [n["id"] for n in raw["items"]]
     assert [i["sent"] for i in out["items"]] == [n["state"]["isSent"] for n in raw["items"]]
+    found = await ok(mcp, "list_newsletters", query="black friday")
+    wanted = [n["id"] for n in raw["items"] if "black friday" in n["content"]["subject"].casefold()]
+    assert wanted and [i["id"] for i in found["items"]] == wanted
 
 
 @case("get_newsletter")
@@ -130,6 +133,9 @@ async def _create_newsletter(mcp: Client, api: RawApi) -> None:
     content = raw["content"]
     assert (content["subject"], content["bodyHtml"], content["senderEmail"]) == ("Spring news", BODY, "news@acme.test")
     assert content["previewText"] == "What's new" and raw["state"]["isSent"] is False
+    assert content["editorType"] == "classic"
+    visual = await ok(mcp, "create_newsletter", subject="Visual one", editor_type="visual")
+    assert (await api.get(f"/api/mailing/newsletters/{visual['item']['id']}"))["content"]["editorType"] == "visual"
 
 
 @case("update_newsletter")
