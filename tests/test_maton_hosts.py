@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
@@ -75,11 +76,15 @@ def legacy() -> Iterator[tuple[Sandbox, str]]:
         yield sb, base
 
 
+@asynccontextmanager
 async def session(settings: Settings, transport: HostMap) -> AsyncIterator[Client]:
+    """A real MCP client session on a server whose client reaches the hosts through `transport`."""
     clock = VirtualClock()
-    async with open_runtime(settings, transport=transport, sleep=clock.sleep, clock=clock) as runtime:
-        async with Client(create_server(runtime), cache=None) as client:
-            yield client
+    async with (
+        open_runtime(settings, transport=transport, sleep=clock.sleep, clock=clock) as runtime,
+        Client(create_server(runtime), cache=None) as client,
+    ):
+        yield client
 
 
 def gateway_settings(**explicit: Any) -> Settings:
@@ -96,7 +101,7 @@ async def test_the_hosts_maton_documents_today_are_used_and_kept(
     (now_sb, now_base), (old_sb, old_base) = current, legacy
     hosts = HostMap({CURRENT: now_base, GATEWAY: old_base, CTRL: old_base})
     caplog.set_level(logging.INFO, logger="systeme_mcp.hosts")
-    async for mcp in session(gateway_settings(), hosts):
+    async with session(gateway_settings(), hosts) as mcp:
         tags = await mcp.call_tool("list_tags", {"limit": 10})
         connections = await mcp.call_tool("list_connections", {})
         assert not tags.is_error and not connections.is_error
@@ -121,7 +126,7 @@ async def test_an_unreachable_current_host_falls_back_once_to_the_legacy_one(
     old_sb, old_base = legacy
     hosts = HostMap({CURRENT: closed_port, GATEWAY: old_base, CTRL: old_base})
     caplog.set_level(logging.INFO, logger="systeme_mcp.hosts")
-    async for mcp in session(gateway_settings(), hosts):
+    async with session(gateway_settings(), hosts) as mcp:
         first = await mcp.call_tool("list_tags", {"limit": 10})
         assert not first.is_error and first.structured_content is not None and first.structured_content["items"]
         created = await mcp.call_tool("create_tag", {"name": "via-legacy"})  # a POST too: it was never sent
@@ -148,7 +153,7 @@ async def test_an_explicit_url_is_used_as_given_without_fallback(
     hosts = HostMap({CURRENT: closed_port, GATEWAY: old_base, CTRL: old_base})
     explicit = {"maton_gateway_url": f"https://{CURRENT}", "maton_ctrl_url": f"https://{CURRENT}"}
     caplog.set_level(logging.INFO, logger="systeme_mcp.hosts")
-    async for mcp in session(gateway_settings(**explicit), hosts):
+    async with session(gateway_settings(**explicit), hosts) as mcp:
         refused = await mcp.call_tool("create_tag", {"name": "explicit"})
         assert refused.structured_content is not None
         assert refused.structured_content["outcome"] == "not_applied"  # refused: provably never sent
