@@ -65,9 +65,10 @@ def create_funnel_step(call: Call) -> Reply:
     funnel = call.store.get(call.store.funnels, call.int_param("id"))
     body = call.body()
     name = body.text("name", required=True, max_len=255)
+    kind = body.text("type", max_len=64)  # guessed: any page type name is accepted, default optin
     body.done()
     assert name is not None
-    step = FunnelStep(call.store.next_id("funnel_steps"), funnel.id, name)
+    step = FunnelStep(call.store.next_id("funnel_steps"), funnel.id, name, kind or "optin")
     return created(call.store.funnel_steps, step, step_json)
 
 

@@ -53,6 +53,25 @@ async def _list_funnel_steps(mcp: Client, api: RawApi) -> None:
     assert out["items"] and [i["id"] for i in out["items"]] == [s["id"] for s in raw["items"]]
 
 
+@case("get_funnel_step")
+async def _get_funnel_step(mcp: Client, api: RawApi) -> None:
+    funnel_id = await api.first_id("/api/funnels")
+    step = (await api.get(f"/api/funnels/{funnel_id}/steps"))["items"][0]
+    out = await ok(mcp, "get_funnel_step", funnel_step_id=step["id"])
+    assert out["item"] == {"id": step["id"], "name": step["name"], "type": step["type"], "funnel_id": funnel_id}
+
+
+@case("create_funnel_step")
+async def _create_funnel_step(mcp: Client, api: RawApi) -> None:
+    funnel_id = await api.first_id("/api/funnels")
+    out = await ok(mcp, "create_funnel_step", funnel_id=funnel_id, name="Sales page", type="sales_page")
+    assert out["outcome"] == "applied" and out["item"]["funnel_id"] == funnel_id
+    raw = await api.get(f"/api/funnel-steps/{out['item']['id']}")
+    assert (raw["name"], raw["type"], raw["funnel"]["id"]) == ("Sales page", "sales_page", funnel_id)
+    listed = await api.get(f"/api/funnels/{funnel_id}/steps", limit=100)
+    assert out["item"]["id"] in [s["id"] for s in listed["items"]]
+
+
 # ---------------------------------------------------------------- campaigns
 @case("list_campaigns")
 async def _list_campaigns(mcp: Client, api: RawApi) -> None:
@@ -92,6 +111,24 @@ async def _delete_campaign(mcp: Client, api: RawApi) -> None:
     out = await ok(mcp, "delete_campaign", campaign_id=campaign_id)
     assert out["outcome"] == "applied"
     assert await api.status(f"/api/mailing/campaigns/{campaign_id}") == 404
+
+
+@case("list_campaign_steps")
+async def _list_campaign_steps(mcp: Client, api: RawApi) -> None:
+    campaign_id = await api.first_id("/api/mailing/campaigns")
+    out = await ok(mcp, "list_campaign_steps", campaign_id=campaign_id)
+    raw = await api.get(f"/api/mailing/campaigns/{campaign_id}/steps")
+    assert out["items"] and [i["id"] for i in out["items"]] == [s["id"] for s in raw["items"]]
+    assert [i["delay_days"] for i in out["items"]] == [s["delayInDays"] for s in raw["items"]]
+    assert {i["campaign_id"] for i in out["items"]} == {campaign_id}
+
+
+@case("get_campaign_step")
+async def _get_campaign_step(mcp: Client, api: RawApi) -> None:
+    campaign_id = await api.first_id("/api/mailing/campaigns")
+    step = (await api.get(f"/api/mailing/campaigns/{campaign_id}/steps"))["items"][-1]
+    out = await ok(mcp, "get_campaign_step", campaign_step_id=step["id"])
+    assert out["item"]["name"] == step["name"] and out["item"]["campaign_id"] == campaign_id
 
 
 # ---------------------------------------------------------------- newsletters
