@@ -88,7 +88,7 @@ def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:
             if arg == "connection_id":  # Maton connection ids are UUIDs
                 assert prop["format"] == "uuid", (t.name, arg)
             elif arg == "webhook_id":  # a plain string in the specification: non-empty, safe characters
-                assert prop["type"] == "string" and prop["minLength"] == 1 and prop["pattern"], (t.name, arg)
+                assert prop["type"] == "string" and prop["pattern"].endswith("]+$"), (t.name, arg)
             elif arg.endswith("_id"):
                 assert prop["type"] == "integer" and prop["minimum"] == 1, (t.name, arg)
 

@@ -24,11 +24,11 @@ TOOLSETS = {  # issue 8, and issue 15's steps
     "funnels": "list_funnels get_funnel create_funnel list_funnel_steps get_funnel_step create_funnel_step".split(),
     "mailing": """list_campaigns get_campaign create_campaign update_campaign delete_campaign list_campaign_steps
     get_campaign_step list_newsletters get_newsletter create_newsletter update_newsletter set_newsletter_tags
-    schedule_newsletter""".split(),
+    schedule_newsletter send_newsletter""".split(),
     "sms": "list_sms_message_services list_sms_phone_numbers get_twilio_account".split(),
 }
 NEW_TOOLS = [name for names in TOOLSETS.values() for name in names]
-DESTRUCTIVE = {"delete_campaign", "schedule_newsletter"}
+DESTRUCTIVE = {"delete_campaign", "schedule_newsletter", "send_newsletter"}
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

@@ -195,6 +195,7 @@ class Newsletter:
     included_tag_ids: list[int] = field(default_factory=list)
     excluded_tag_ids: list[int] = field(default_factory=list)
     scheduled_at: str | None = None
+    sent_to: list[int] = field(default_factory=list)  # who a send reached (read by tests: the API cannot)
 
 
 TABLES: dict[str, type[Any]] = {

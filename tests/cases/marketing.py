@@ -208,6 +208,28 @@ async def _schedule_newsletter(mcp: Client, api: RawApi) -> None:
     assert datetime.fromisoformat(stored) == datetime.fromisoformat(when)
 
 
+async def audience(api: RawApi, included: list[int], excluded: list[int]) -> set[int]:
+    """Ids of the contacts with any `included` tag and no `excluded` one, read through the API."""
+    contacts = await api.all_items("/api/contacts")
+    tags = {c["id"]: {t["id"] for t in c["tags"]} for c in contacts}
+    return {cid for cid, have in tags.items() if have & set(included) and not have & set(excluded)}
+
+
+@case("send_newsletter")
+async def _send_newsletter(mcp: Client, api: RawApi) -> None:
+    newsletter_id = await unsent_newsletter(api)
+    tags = [t["id"] for t in (await api.get("/api/tags", limit=10, order="asc"))["items"]]
+    included, excluded = tags[:2], tags[2:3]
+    out = await ok(
+        mcp, "send_newsletter", newsletter_id=newsletter_id, included_tag_ids=included, excluded_tag_ids=excluded
+    )
+    assert out["outcome"] == "applied"
+    assert (await api.get(f"/api/mailing/newsletters/{newsletter_id}"))["state"]["isSent"] is True
+    stored = api.sandbox.store.newsletters[newsletter_id]  # the audience and recipients: not readable through the API
+    assert (stored.included_tag_ids, stored.excluded_tag_ids) == (included, excluded)
+    assert set(stored.sent_to) == await audience(api, included, excluded) and stored.sent_to
+
+
 # ---------------------------------------------------------------- sms
 @case("list_sms_message_services")
 async def _list_sms_services(mcp: Client, api: RawApi) -> None:
