@@ -166,7 +166,9 @@ async def across_a_kill(contacts: int, rate: float, lease: float, store: str) ->
                     proc.kill()
                 proc.wait()
     writes = Counter(
-        r.path for r in sb.requests if r.method == "POST" and r.path.startswith("/api/contacts/") and r.status
+        r.path
+        for r in sb.requests
+        if r.method == "POST" and r.path.startswith("/api/contacts/") and 200 <= (r.status or 0) < 300
     )
     tagged = {cid for cid in ids if tag_id in sb.store.contacts[cid].tag_ids}
     return {

@@ -25,7 +25,7 @@ from mcp import types
 from . import bounds, errors
 from .calls import Outcome, OutcomeKind
 from .catalog import Catalog, Operation, ResultShape
-from .confirm import KEY, QUESTION_BUDGET, SCHEMA, Ask, Decision, Declined, NeedsConfirm
+from .confirm import KEY, QUESTION_BUDGET, SCHEMA, Ask, Decision, Declined, NeedsConfirm, Target
 from .projection import call_text, cut, cut_line, format_args, items_of, line, pick, project, target_words
 from .schemas import ArgumentError
 
@@ -88,16 +88,27 @@ def decision(op: Operation, decided: Decision) -> Answer:
                 params=types.ElicitRequestFormParams(message=cut(question, QUESTION_BUDGET), requested_schema=SCHEMA)
             )
             return types.InputRequiredResult(input_requests={KEY: request}, request_state=state)
-        case NeedsConfirm(what=what, retry=retry):
+        case NeedsConfirm(what=what, retry=retry, facts=facts):
             text = (
                 f"Not done yet: this would {op.title.lower()} — {what}. It cannot be undone. Ask the user; if they "
                 f"agree, call {call_text(op.name, retry)}. Nothing was sent."
             )
-            return _write_failure(text, OutcomeKind.NOT_APPLIED, {"kind": "needs_confirmation"})
+            answer = _write_failure(text, OutcomeKind.NOT_APPLIED, {"kind": "needs_confirmation"})
+            answer.structured_content = {**(answer.structured_content or {}), **facts}
+            return answer
         case Declined(what=what, reason=reason):
             text = f"Not done: the user {reason} ({op.title.lower()} — {what}). Nothing was sent or changed."
             return _result(text, {"outcome": OutcomeKind.NOT_APPLIED.value, "message": text})
     raise AssertionError(f"not a refusal: {decided!r}")
+
+
+def preview(op: Operation, args: dict[str, Any], target: Target) -> types.CallToolResult:
+    """A dry run: what the call would do (the record read, the audience), nothing sent, and the call that does it."""
+    apply = {k: v for k, v in args.items() if k != "confirm"} | {"dry_run": False}
+    text = f"Preview, nothing was sent: this would {op.title.lower()} — {target.words}."
+    text += f"\napply: {call_text(op.name, apply)}"
+    structured = {"dry_run": True, "outcome": OutcomeKind.NOT_APPLIED.value, "message": _first_line(text)}
+    return _result(text, {**structured, **target.facts, "apply": {"tool": op.name, "arguments": apply}})
 
 
 # ---------------------------------------------------------------- declared operations

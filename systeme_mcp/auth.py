@@ -3,6 +3,7 @@
 - `ApiKeyAuth`: the direct Systeme.io API (`X-API-Key`).
 - `BearerAuth`: the Maton gateway and control API (`Authorization: Bearer`, plus `Maton-Connection` when a
   connection is pinned and the request goes to the gateway).
+- `credentials`: the Auth of each API a backend talks to.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import httpx2
+
+from .config import Backend, Settings
+
+SANDBOX_KEY = "sandbox-maton-key"  # the embedded sandbox's Maton key (scrubbed like a real one)
 
 
 class ApiKeyAuth(httpx2.Auth):
@@ -31,3 +36,16 @@ class BearerAuth(httpx2.Auth):
         if self._connection:
             request.headers["Maton-Connection"] = self._connection
         yield request
+
+
+def credentials(settings: Settings, backend: Backend) -> dict[str, httpx2.Auth | None]:
+    """The Auth for each API (`RequestPlan.api`) this backend talks to (None: no credential for it)."""
+    if backend == "sandbox":
+        return {"systeme": BearerAuth(SANDBOX_KEY, settings.maton_connection), "maton": BearerAuth(SANDBOX_KEY)}
+    maton = settings.maton_api_key.get_secret_value() if settings.maton_api_key else None
+    gateway: httpx2.Auth | None
+    if backend == "direct":
+        gateway = ApiKeyAuth(settings.systeme_api_key.get_secret_value() if settings.systeme_api_key else "")
+    else:
+        gateway = BearerAuth(maton, settings.maton_connection) if maton else None
+    return {"systeme": gateway, "maton": BearerAuth(maton) if maton else None}

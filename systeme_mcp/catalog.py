@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .declarations import Audience, Step
+
 ParamType = Literal[
     "string",
     "integer",
@@ -88,6 +90,7 @@ class Param(_Strict):
     values: list[str] | dict[str, str] | None = None
     as_objects: AsObjects | None = None
     secret: bool = False
+    default: str | int | bool | list[int] | None = None  # taken when the argument is left out
 
     @model_validator(mode="after")
     def _enum_has_values(self) -> Param:
@@ -197,6 +200,8 @@ class Operation(_Strict):
     already: str = ""  # an API error text meaning "this already happened" (after an ambiguous attempt)
     not_configured: NotConfiguredWhen | None = None
     unknown_hint: str = ""  # how to check a write whose outcome is unknown, where no `verify` read exists
+    audience: Audience | None = None  # who the call reaches, named in its confirmation and dry run
+    before: list[Step] = []  # declared writes run first (declarations.py)
 
     @property
     def is_list(self) -> bool:
@@ -214,15 +219,11 @@ class Operation(_Strict):
     @property
     def is_idempotent(self) -> bool:
         """Whether repeating the request cannot change the outcome (safe to retry blindly)."""
-        if self.idempotent is not None:
-            return self.idempotent
-        return self.method in ("GET", "PUT", "DELETE", "PATCH")
+        return self.idempotent if self.idempotent is not None else self.method in ("GET", "PUT", "DELETE", "PATCH")
 
     @property
     def is_destructive(self) -> bool:
-        if self.destructive is not None:
-            return self.destructive
-        return self.method == "DELETE"
+        return self.destructive if self.destructive is not None else self.method == "DELETE"
 
     @property
     def paginated(self) -> bool:
@@ -263,7 +264,7 @@ class Catalog:
             missing = [p for p in op.path_params if p not in op.params or op.params[p].location != "path"]
             if missing:
                 raise ValueError(f"{where}: path placeholders without path params: {missing}")
-            for ref in (op.verify, op.target):
+            for ref in (op.verify, op.target, op.audience, *op.before):
                 if ref and ref.tool not in self.operations:
                     raise ValueError(f"{where}: references unknown tool {ref.tool!r}")
             if op.verify and not self.operations[op.verify.tool].is_list:
@@ -271,14 +272,12 @@ class Catalog:
             for rule in op.rules:
                 if rule.param not in op.params or any(k not in op.params for k in rule.when):
                     raise ValueError(f"{where}: rule names an unknown parameter")
+            used = [*(op.audience.arguments() if op.audience else ()), *(a for s in op.before for a in s.args.values())]
+            if any(name not in op.params for name in used):
+                raise ValueError(f"{where}: `audience` or `before` names an unknown parameter")
 
 
-CONFIRM = {
-    "name": "confirm",
-    "type": "boolean",
-    "in": "local",
-    "description": "true only after the user agreed.",
-}
+CONFIRM = {"name": "confirm", "type": "boolean", "in": "local", "description": "true only after the user agreed."}
 
 
 def confirmable(op: Operation) -> Operation:
@@ -288,6 +287,9 @@ def confirmable(op: Operation) -> Operation:
     return op.model_copy(update={"params": {**op.params, "confirm": Param.model_validate(CONFIRM)}})
 
 
+FLAG_LISTS = ("nullable", "required")  # operation keys naming params to mark so
+
+
 def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in raw.pop("use", []):
@@ -295,11 +297,10 @@ def _resolve_params(raw: dict[str, Any], shared: dict[str, Any]) -> dict[str, An
             raise ValueError(f"tool_specs: {raw.get('name')}: `use` names unknown shared param {name!r}")
         params[name] = dict(shared[name])
     params.update(raw.get("params", {}))
-    nullable = set(raw.get("nullable", []))
+    flags = {flag: set(raw.pop(flag, [])) for flag in FLAG_LISTS}  # e.g. `required = ["events"]` on a `use`d one
     for name, spec in params.items():
         spec["name"] = name
-        if name in nullable:
-            spec["nullable"] = True
+        spec.update({flag: True for flag, names in flags.items() if name in names})
     return params
 
 
@@ -337,7 +338,6 @@ def load_catalog() -> Catalog:
                 raise ValueError(f"tool_specs/{filename}: {name} is declared twice")
             raw = dict(raw, name=name)
             raw["params"] = _resolve_params(raw, shared)
-            raw.pop("nullable", None)  # applied to the params above
             feature = raw.get("not_configured")
             if isinstance(feature, str):
                 if feature not in features:

@@ -32,8 +32,8 @@ from typing import Any
 import anyio
 import httpx2
 
-from . import errors
-from .auth import ApiKeyAuth, BearerAuth
+from . import errors, hosts
+from .auth import SANDBOX_KEY, credentials
 from .catalog import Operation, ResultShape
 from .config import Settings
 from .pacing import Pacer, WaitTooLong, in_background
@@ -53,8 +53,7 @@ from .upstream import Overflow, answer_problem, decode_json, location_host, read
 from .wire import RequestPlan, build_request
 
 log = logging.getLogger("systeme_mcp.client")
-
-SANDBOX_KEY = "sandbox-maton-key"
+__all__ = ["SANDBOX_KEY", "Page", "Response", "SystemeClient"]
 
 
 @dataclass(frozen=True)
@@ -114,33 +113,13 @@ class SystemeClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
         )
-        self._auth = self._credentials(settings)
+        self._auth = credentials(settings, self.backend)
+        self.routes = hosts.routes(settings, self.backend)  # where each API is (Maton: current host, then legacy)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # ------------------------------------------------------------------ addressing and auth
-    def _url(self, plan: RequestPlan) -> str:
-        s = self.settings
-        if plan.api == "maton":
-            return s.maton_ctrl_url + plan.path
-        if self.backend == "direct":
-            return s.systeme_api_url + plan.path
-        return s.maton_gateway_url + "/systeme" + plan.path
-
-    def _credentials(self, settings: Settings) -> dict[str, httpx2.Auth | None]:
-        """The Auth for each API this backend talks to (None: no credential for it)."""
-        if self.backend == "sandbox":
-            gateway: httpx2.Auth | None = BearerAuth(SANDBOX_KEY, settings.maton_connection)
-            return {"systeme": gateway, "maton": BearerAuth(SANDBOX_KEY)}
-        maton = settings.maton_api_key.get_secret_value() if settings.maton_api_key else None
-        if self.backend == "direct":
-            key = settings.systeme_api_key.get_secret_value() if settings.systeme_api_key else ""
-            gateway = ApiKeyAuth(key)
-        else:
-            gateway = BearerAuth(maton, settings.maton_connection) if maton else None
-        return {"systeme": gateway, "maton": BearerAuth(maton) if maton else None}
-
+    # ------------------------------------------------------------------ auth
     def _auth_for(self, plan: RequestPlan) -> httpx2.Auth:
         auth = self._auth.get(plan.api)
         if auth is None:
@@ -261,26 +240,38 @@ class SystemeClient:
         return delay
 
     async def _attempt(self, plan: RequestPlan, deadline: float, tries: _Tries) -> Response | errors.SystemeError:
-        try:
-            await self.pacer.acquire(deadline)
-        except WaitTooLong as held:
-            wait = float(max(1, math.ceil(held.wait)))
-            return errors.PacedOut(status=429, request=plan.describe(), retry_after=wait, deadline=self.call_deadline)
-        sent_before = tries.sent
-        try:
-            return await self._exchange(plan, tries)
-        except httpx2.ConnectError as exc:
-            tries.sent = sent_before
-            return errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
-        except httpx2.TimeoutException as exc:
-            sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
-            tries.sent = sent_before or sent
-            return errors.TransportError(plan.describe(), "timed out waiting for the answer", sent=sent)
-        except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
-            reason = self.scrub(f"connection lost ({type(exc).__name__})")
-            return errors.TransportError(plan.describe(), reason, sent=True)
+        """One attempt: on each candidate host of the API in turn (`hosts.Route`), the next one only after a
+        connect error (provably never sent); the host that answers is kept."""
+        route = self.routes[plan.api]
+        failure: errors.SystemeError | None = None
+        for base in route.candidates():
+            try:
+                await self.pacer.acquire(deadline)
+            except WaitTooLong as held:
+                wait = float(max(1, math.ceil(held.wait)))
+                return errors.PacedOut(
+                    status=429, request=plan.describe(), retry_after=wait, deadline=self.call_deadline
+                )
+            sent_before = tries.sent
+            try:
+                answer = await self._exchange(plan, tries, route.url(base, plan.path))
+            except httpx2.ConnectError as exc:
+                tries.sent = sent_before
+                failure = errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
+                continue
+            except httpx2.TimeoutException as exc:
+                sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
+                tries.sent = sent_before or sent
+                return errors.TransportError(plan.describe(), "timed out waiting for the answer", sent=sent)
+            except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
+                reason = self.scrub(f"connection lost ({type(exc).__name__})")
+                return errors.TransportError(plan.describe(), reason, sent=True)
+            route.answered(base)
+            return answer
+        assert failure is not None
+        return failure
 
-    async def _exchange(self, plan: RequestPlan, tries: _Tries) -> Response | errors.SystemeError:
+    async def _exchange(self, plan: RequestPlan, tries: _Tries, url: str) -> Response | errors.SystemeError:
         content = None if plan.body is None else json.dumps(plan.body).encode()
         headers: dict[str, str] = {}
         if plan.body is not None:
@@ -290,7 +281,7 @@ class SystemeClient:
             auth = self._auth_for(plan)
             tries.sent = True  # from here on the request may reach the server
             stream = self._http.stream(
-                plan.method, self._url(plan), params=plan.query or None, content=content, headers=headers, auth=auth
+                plan.method, url, params=plan.query or None, content=content, headers=headers, auth=auth
             )
             async with stream as answer:
                 status, headers = answer.status_code, dict(answer.headers)

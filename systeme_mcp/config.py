@@ -15,6 +15,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .jobstore import default_state_dir, parse_store_url
 
 Backend = Literal["gateway", "direct", "sandbox"]
+# Maton's hosts as its documentation gives them since April 2026, and the ones before (tried when the current host
+# cannot be reached and the URL was not set explicitly: hosts.py)
+MATON_GATEWAY_URL = "https://api.maton.ai"
+MATON_CTRL_URL = "https://api.maton.ai"
+LEGACY_MATON_GATEWAY_URL = "https://gateway.maton.ai"
+LEGACY_MATON_CTRL_URL = "https://ctrl.maton.ai"
 MIN_SECRET_CHARS = 8  # shorter "keys" (README's `SYSTEME_API_KEY=x` against a local sandbox) are not redacted
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST = re.compile(rf"(?:(?:{_LABEL}\.)*{_LABEL}|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")  # name, IPv4 or [IPv6], :port
@@ -39,10 +45,8 @@ class Settings(BaseSettings):
         "auto", validation_alias=_env("SYSTEME_BACKEND", "backend")
     )
     systeme_api_url: str = Field("https://api.systeme.io", validation_alias=_env("SYSTEME_API_URL", "systeme_api_url"))
-    maton_gateway_url: str = Field(
-        "https://gateway.maton.ai", validation_alias=_env("MATON_GATEWAY_URL", "maton_gateway_url")
-    )
-    maton_ctrl_url: str = Field("https://ctrl.maton.ai", validation_alias=_env("MATON_CTRL_URL", "maton_ctrl_url"))
+    maton_gateway_url: str = Field(MATON_GATEWAY_URL, validation_alias=_env("MATON_GATEWAY_URL", "maton_gateway_url"))
+    maton_ctrl_url: str = Field(MATON_CTRL_URL, validation_alias=_env("MATON_CTRL_URL", "maton_ctrl_url"))
     toolsets: Annotated[list[str] | None, NoDecode] = Field(None, validation_alias=_env("SYSTEME_TOOLSETS", "toolsets"))
     # full: every chosen tool is listed; discover: search_tools, describe_tool and call_tool reach them (discovery.py)
     profile: Literal["full", "discover"] = Field("full", validation_alias=_env("SYSTEME_PROFILE", "profile"))

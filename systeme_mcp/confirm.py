@@ -1,6 +1,8 @@
 """A human in the loop before anything is destroyed (every operation annotated destructive).
 
-The question names exactly what will be destroyed (read first: the contact's email, the tag's name ...).
+The question names exactly what will be destroyed (read first: the contact's email, the tag's name ...; for an
+operation with an `audience`, also how many contacts it reaches: `audience.py`). `examine` gives the same in
+words and as structured facts (`target`, `audience`), which a dry run answers too.
 - The client supports elicitation: ask. In the 2025-11-25 era that is a server→client `elicitation/create`;
   in 2026-07-28 (no back-channel) the call answers `InputRequiredResult` and the client retries it with the
   user's answer in `input_responses`, proven ours by the sealed `request_state`.
@@ -15,12 +17,12 @@ What the record holds is account data, typed by strangers: the question shows ev
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
-from . import calls, errors
+from . import audience, calls, errors
 from .catalog import Operation
 from .projection import cut, cut_line, items_of, line, pick, project, target_words
 from .runtime import CallContext
@@ -46,6 +48,16 @@ class NeedsConfirm:
 
     what: str
     retry: dict[str, Any]
+    facts: dict[str, Any] = field(default_factory=dict)  # the target read and the audience, structured
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a call would change: in words (for questions), and as structured facts (`target`: the record read;
+    `audience`: who it reaches)."""
+
+    words: str
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,16 +93,32 @@ def _supports_elicitation(ctx: CallContext) -> bool:
     return _modern(ctx) or bool(getattr(session, "can_send_request", False))
 
 
+async def examine(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Target:
+    """What the call would change — the record read from the API where a read exists, and the audience where the
+    operation declares one — in words and as structured facts."""
+    words, item = await _read_target(ctx, op, args)
+    facts: dict[str, Any] = {"target": item} if item else {}
+    if op.audience:
+        reached = await audience.count(ctx, op.audience, args)
+        words, facts["audience"] = f"{words}, to {reached.words()}", reached.facts()
+    return Target(words, facts)
+
+
 async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str:
     """What the call would destroy, in words, read from the API where a read exists."""
+    return (await examine(ctx, op, args)).words
+
+
+async def _read_target(ctx: CallContext, op: Operation, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """What the call addresses in words, and the record read (projected), where a read exists."""
     words = target_words(op, args)
     if not op.target:
-        return words
+        return words, None
     reader = ctx.catalog[op.target.tool]
     shape = ctx.catalog.shape(reader)
     key = op.path_params[-1]
     if shape is None or (reader.is_list and reader.params):
-        return words  # no way to read one record by id: name it by id
+        return words, None  # no way to read one record by id: name it by id
     read_args = {k: v for k, v in args.items() if k in reader.params and reader.params[k].location == "path"}
     data = await calls.read(ctx, reader.name, read_args)
     data = json.loads(ctx.client.scrub(json.dumps(data)))  # secrets out before any value is cut
@@ -101,10 +129,11 @@ async def describe(ctx: CallContext, op: Operation, args: dict[str, Any]) -> str
         data = match[0]
     elif reader.result_path:
         data = pick(data, reader.result_path)
-    item_line = cut_line(line(shape, project(shape, data), quote=True), WHAT_BUDGET) + " (data from the account)"
+    item = project(shape, data)
+    item_line = cut_line(line(shape, item, quote=True), WHAT_BUDGET) + " (data from the account)"
     if op.target.on:
-        return f"{words} on {op.target.on} {item_line}"
-    return f"{shape.noun} {item_line}"
+        return f"{words} on {op.target.on} {item_line}", item
+    return f"{shape.noun} {item_line}", item
 
 
 def _state(op: Operation, args: dict[str, Any]) -> str:
@@ -117,11 +146,12 @@ async def decide(ctx: CallContext, op: Operation, args: dict[str, Any], what: st
     `what` names what would be destroyed when the caller knows better than a read of the target (bulk)."""
     if not ctx.runtime.settings.confirm_destructive:
         return Proceed()
-    what = what if what is not None else await describe(ctx, op, args)
+    target = Target(what) if what is not None else await examine(ctx, op, args)
+    what = target.words
     if not _supports_elicitation(ctx):
         if args.get("confirm") is True:
             return Proceed()
-        return NeedsConfirm(what, {k: v for k, v in args.items() if k != "confirm"} | {"confirm": True})
+        return NeedsConfirm(what, {k: v for k, v in args.items() if k != "confirm"} | {"confirm": True}, target.facts)
     question = cut(ctx.client.scrub(f"{op.title}: {what}? This cannot be undone."), QUESTION_BUDGET)
     if _modern(ctx):
         params = ctx.params

@@ -48,7 +48,9 @@ SLUG = re.compile(r"^[a-z0-9_]{1,64}$")
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS_SCHEMA = {
     "type": "array",
-    "items": {"type": "string"},
+    "minItems": 1,
+    "maxItems": 100,
+    "items": {"type": "string", "pattern": SLUG.pattern},
     "description": f"Default {', '.join(COLUMNS)}; or others of {', '.join(BUILT_IN)}, field slugs.",
 }
 URI = re.compile(r"^systeme://exports/(job_[0-9a-f]{16})\.csv(?:\?part=([1-9][0-9]{0,5}))?$")
@@ -89,12 +91,15 @@ class Exporter:
     async def call(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         arguments = dict(arguments)
         raw_filter = arguments.pop("filter", {})
+        has_columns = "columns" in arguments  # a null is refused like any non-list, not taken as absent
         raw_columns = arguments.pop("columns", None)
         self.decl.validate(arguments)  # nothing else is an argument
-        if raw_columns is not None and not (
-            isinstance(raw_columns, list) and raw_columns and all(isinstance(c, str) for c in raw_columns)
+        if has_columns and not (
+            isinstance(raw_columns, list)
+            and 0 < len(raw_columns) <= 100
+            and all(isinstance(c, str) for c in raw_columns)
         ):
-            raise ArgumentError("export_contacts", ["`columns`: a non-empty list of column names (strings)."])
+            raise ArgumentError("export_contacts", ["`columns`: a list of 1 to 100 column names (strings)."])
         if not isinstance(raw_filter, dict):
             raise ArgumentError("export_contacts", ["`filter`: must be an object of find_contacts filters."])
         try:

@@ -122,7 +122,7 @@ def _find(catalog: Catalog) -> tuple[Declared, dict[str, Any]]:
     decl = declare(
         "find_contacts",
         "Find contacts",
-        "Find the contacts matching all the filters given, newest first, scanned server-side; says how many match.",
+        "Find contacts matching all given filters (scanned server-side), newest first; says how many.",
         params,
         read_only=True,
     )

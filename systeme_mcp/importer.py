@@ -39,7 +39,7 @@ ROWS = {
     "minItems": 1,
     "maxItems": MAX_ROWS,
     "description": "Contacts: {email, first_name, last_name, phone_number, locale, fields, tags: [names]}.",
-    "items": {"type": "object", "required": ["email"]},
+    "items": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}, "required": ["email"]},
 }
 
 
@@ -65,17 +65,20 @@ class Importer:
         return tool
 
     # ------------------------------------------------------------------ the first call
-    def _rows(self, arguments: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The rows by email (casefolded), each checked; ArgumentError naming every bad row."""
+    def _rows(self, arguments: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], int]:
+        """The rows by email (casefolded), each checked, and how many repeated an earlier email (merged into it);
+        ArgumentError naming every bad row."""
+        self.decl.validate({k: v for k, v in arguments.items() if k != "contacts"})  # unknown arguments
         rows = arguments.get("contacts")
-        unknown = sorted(set(arguments) - {"contacts"})
-        if unknown:
-            raise ArgumentError("import_contacts", [f"`{n}`: not an argument; give `contacts`." for n in unknown])
         if not isinstance(rows, list) or not rows or len(rows) > MAX_ROWS:
-            got = f"{len(rows)} rows" if isinstance(rows, list) else type(rows).__name__
-            raise ArgumentError("import_contacts", [f"`contacts`: a list of 1 to {MAX_ROWS} objects (got {got})."])
+            got = f"{len(rows)} rows" if isinstance(rows, list) else _kind(rows)
+            raise ArgumentError(
+                "import_contacts",
+                [f"`contacts`: required, a list of 1 to {MAX_ROWS} objects each with an email (got {got})."],
+            )
         problems: list[str] = []
         checked: dict[str, dict[str, Any]] = {}
+        merged = 0
         for n, row in enumerate(rows):
             where = f"contacts[{n}]"
             if not isinstance(row, dict):
@@ -94,16 +97,18 @@ class Importer:
                 problems += [p.replace("`", f"`{where}.", 1) for p in exc.problems]
                 continue
             key = values["email"].casefold()
-            if key in checked:
-                problems.append(
-                    f"`{where}.email`: {fence(values['email'], quote=True)} is given twice; give each once."
-                )
-            checked[key] = {**values, "tags": [t.strip() for t in tags] if isinstance(tags, list) else []}
+            names = [t.strip() for t in tags] if isinstance(tags, list) else []
+            if key in checked:  # the same email again (a list pasted twice): one contact, later values win
+                earlier = checked[key]
+                names = list(dict.fromkeys([*earlier["tags"], *names]))
+                values = {**earlier, **values, "email": earlier["email"]}
+                merged += 1
+            checked[key] = {**values, "tags": names}
         if problems:
             raise ArgumentError(
                 "import_contacts", problems[:50] + ([f"… and {len(problems) - 50} more"] if len(problems) > 50 else [])
             )
-        return checked
+        return checked, merged
 
     async def _tag_ids(self, ctx: CallContext, names: set[str]) -> dict[str, int]:
         """Tag id by casefolded name; the missing tags created (once each)."""
@@ -123,10 +128,10 @@ class Importer:
         return {n.casefold(): known[n.casefold()] for n in names}
 
     async def call(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
-        rows = self._rows(arguments)
+        rows, merged = self._rows(arguments)
         tags = await self._tag_ids(ctx, {t for row in rows.values() for t in row["tags"]})
         jobs = runner(ctx)
-        job = await jobs.start("import_contacts", {"rows": rows, "tags": tags}, list(rows))
+        job = await jobs.start("import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows))
         ctx.job_id = job.id
         latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)
         return await job_answer(jobs, latest or job)
@@ -139,7 +144,7 @@ class Importer:
             return await self._row(work.ctx, rows[item.key], tag_ids)
 
         await work.each(one, ROW_CONCURRENCY)
-        return report(await work.items(), rows)
+        return report(await work.items(), rows, work.job.args.get("merged", 0))
 
     async def _row(self, ctx: CallContext, row: dict[str, Any], tag_ids: dict[str, int]) -> Settled:
         values = {k: v for k, v in row.items() if k not in ("email", "tags")}
@@ -184,7 +189,11 @@ async def _lookup(ctx: CallContext, email: str) -> dict[str, Any] | None:
         return None
 
 
-def report(items: list[Item], rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def report(items: list[Item], rows: dict[str, dict[str, Any]], merged: int = 0) -> dict[str, Any]:
     """The import's report: counts, then each row that was not unchanged (failures first, with reasons)."""
     counts = {k: 0 for k in ("created", "updated", "unchanged", "failed")}
     for item in items:
@@ -206,6 +215,7 @@ def report(items: list[Item], rows: dict[str, dict[str, Any]]) -> dict[str, Any]
         + ", ".join(f"{n} {k}" for k, n in counts.items())
         + (f", {len(pending)} not started (cancelled)" if pending else "")
         + "."
+        + (f" {merged} rows repeated an email given earlier and were merged into it." if merged else "")
     ]
     budget = answers.TEXT_BUDGET - 400
     for row in listed:

@@ -9,6 +9,7 @@ with its report (the answer its tool would have given), plus those fields.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -18,13 +19,14 @@ from . import answers
 from .answer_schemas import schema, write_schema
 from .jobs import JobRunner
 from .jobstore import STATUSES, Job
-from .projection import call_text
+from .projection import call_text, fence
 from .runtime import CallContext
 from .tools import ToolDef
 from .workflow_kit import Refused, declare, param, tool_def
 
 TOOLSET = "jobs"
-JOB_ID = {"type": "string", "pattern": r"^job_[0-9a-f]{16}$", "max_length": 20, "description": ""}
+JOB_ID = {"type": "string", "max_length": 20, "description": ""}  # its form is checked by `_job` (fewer tokens)
+JOB_ID_FORM = re.compile(r"^job_[0-9a-f]{16}$")
 POLL = 1.0  # seconds between looks at a job running in another process
 LISTED_JOBS = 50
 
@@ -126,12 +128,13 @@ async def follow(ctx: CallContext, job_id: str, until: float) -> Job | None:
 
 
 async def _job(ctx: CallContext, job_id: str) -> Job:
-    job = await runner(ctx).store.get(job_id)
+    job = await runner(ctx).store.get(job_id) if JOB_ID_FORM.match(job_id) else None
     if job is None:
         settings = ctx.runtime.settings
         raise Refused(
-            f"No job {job_id}. Finished jobs are kept {settings.job_retention_days:g} days (the newest "
-            f"{settings.job_retention_count}); list_jobs lists those there are."
+            f"`job_id`: no job {fence(job_id, quote=True)} (ids look like job_ and 16 hex digits). Finished jobs are kept "
+            f"{settings.job_retention_days:g} days (the newest {settings.job_retention_count}); list_jobs lists "
+            "those there are."
         )
     return job
 
@@ -142,7 +145,7 @@ def job_tools() -> list[ToolDef]:
     get = declare(
         "get_job",
         "Get job",
-        "Get a job's status and progress; when done, its report.",
+        "Get a job's progress, or its report once done.",
         [job_id],
         read_only=True,
         toolset=TOOLSET,

@@ -1,6 +1,10 @@
-"""Declared operations as tools: validate → build the request → confirm → execute → answer.
+"""Declared operations as tools: validate → build the request → (preview) → confirm → (steps first) → execute →
+answer.
 
-One handler serves every declaration; what differs per operation is data in its TOML table.
+One handler serves every declaration; what differs per operation is data in its TOML table. An operation that
+declares a local `dry_run` argument answers a preview when it is true (the record read and the audience, as its
+confirmation names them); one that declares `before` steps runs those writes first and sends its own request
+only if every one of them applied.
 """
 
 from __future__ import annotations
@@ -26,14 +30,26 @@ async def run(ctx: CallContext, op: Operation, model: ArgumentsModel, arguments:
     except ArgumentError as exc:
         return answers.invalid_arguments(exc, write=not op.read_only)
     plan = build_request(op, args)
-    if op.is_destructive and not ctx.client.settings.read_only:
+    previewing = args.get("dry_run") is True and op.params["dry_run"].location == "local"  # ours, not the API's
+    if previewing or (op.is_destructive and not ctx.client.settings.read_only):
         try:
+            if previewing:
+                return answers.preview(op, args, await confirm.examine(ctx, op, args))
             decided = await confirm.decide(ctx, op, args)
         except errors.SystemeError as exc:  # reading what would be destroyed failed: nothing was sent
             lead = f"Nothing was sent: reading what {op.name} would change failed first. "
             return answers.operation(ctx.catalog, op, args, Outcome(OutcomeKind.NOT_APPLIED, error=exc), lead=lead)
         if not isinstance(decided, confirm.Proceed):
             return answers.decision(op, decided)
+    done: list[str] = []
+    for step in op.before:
+        step_op, step_args = ctx.catalog[step.tool], step.arguments(args)
+        first = await calls.execute(ctx, step_op, step_args)
+        if first.error is not None:
+            after = f" (after {', '.join(done)} applied)" if done else ""
+            lead = f"{op.name} was not sent: {step.tool}, which it runs first, failed{after}. "
+            return answers.operation(ctx.catalog, step_op, step_args, first, lead=lead)
+        done.append(step.tool)
     outcome = await calls.execute(ctx, op, args, plan)
     return answers.operation(ctx.catalog, op, args, outcome)
 

@@ -151,7 +151,5 @@ class Pacer:
             if now > started and remaining + 1 > left:
                 self._token_rate = (remaining + 1 - left) / (now - started)
         if remaining < 1 and refill is not None:
-            if self._token_rate:  # a coarse refill time (whole seconds) overstates the wait for one token
-                refill = min(refill, max(MIN_HOLD, 1 / self._token_rate))
             self._blocked_until = max(self._blocked_until, now + refill)
             self.remaining = None

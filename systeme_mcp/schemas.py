@@ -100,6 +100,8 @@ def allowed(p: Param) -> str:
         text = "text"
         if p.pattern == SLUG:
             text = "letters, digits and underscores only"
+        elif p.pattern:
+            text = f"text matching {p.pattern}"
         if p.min_length or p.max_length:
             text += f" of {p.min_length or 0}-{p.max_length or MAX_TEXT} characters"
         return text
@@ -161,6 +163,8 @@ def _schema(p: Param) -> dict[str, Any]:
         s["type"] = [s["type"], "null"]
         if "enum" in s:
             s["enum"] = [*s["enum"], None]
+    if p.default is not None:
+        s["default"] = p.default
     return {"description": p.description, **s} if p.description else s  # a name that says it all needs none
 
 
@@ -287,7 +291,8 @@ def validate_arguments(op: Operation, model: type[BaseModel], arguments: dict[st
     problems = _check_rules(op, given)
     if problems:
         raise ArgumentError(op.name, problems)
-    return given
+    defaults = {n: p.default for n, p in op.params.items() if p.default is not None and n not in given}
+    return {**given, **defaults}
 
 
 class ArgumentsModel:

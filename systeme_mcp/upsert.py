@@ -26,7 +26,7 @@ def get_by_email_tool(catalog: Catalog) -> ToolDef:
     decl = declare(
         "get_contact_by_email",
         "Get contact by email",
-        "Get the contact with this email (case-insensitive) with its fields and tags, or says there is none.",
+        "Get the contact with this email (case-insensitive), fields and tags, or say there is none.",
         [param("email", catalog["create_contact"].params["email"], description="Email address.")],
         read_only=True,
     )
@@ -65,7 +65,7 @@ def upsert_tool(catalog: Catalog) -> ToolDef:
     decl = declare(
         "upsert_contact",
         "Create or update contact by email",
-        "Create the contact with this email, or update only the values given if it exists (never a duplicate).",
+        "Create a contact by email, or update only the given values if it exists (never a duplicate).",
         [param(n, create.params[n]) for n in ("email", *CONTACT_ARGS)],
     )
     shape = catalog.shapes["contact"]

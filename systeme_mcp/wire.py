@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 from .catalog import Operation, Param
 
+BODY = ("body", "field", "fields")  # where an argument goes inside the request body
+
 
 @dataclass(frozen=True)
 class RequestPlan:
@@ -76,7 +78,8 @@ def build_request(op: Operation, args: dict[str, Any]) -> RequestPlan:
                 pass
     if contact_fields:
         body["fields"] = [{"slug": slug, "value": v} for slug, v in contact_fields.items()]
-    has_body = op.method in ("POST", "PUT", "PATCH")
+    # a write with a body; an operation that declares no body arguments (a bare POST action) sends none
+    has_body = op.method in ("POST", "PUT", "PATCH") and any(p.location in BODY for p in op.params.values())
     return RequestPlan(
         method=op.method,
         path=path,

@@ -85,10 +85,12 @@ def test_annotations_match_what_the_tool_does(registry: dict[str, ToolDef], name
 def test_ids_are_validated_by_kind(registry: dict[str, ToolDef]) -> None:
     for t in registry.values():
         for arg, prop in t.tool.input_schema["properties"].items():
-            if arg in ("webhook_id", "connection_id"):
+            if arg == "connection_id":  # Maton connection ids are UUIDs
                 assert prop["format"] == "uuid", (t.name, arg)
             elif arg == "job_id":
-                assert prop["type"] == "string" and prop["pattern"], (t.name, arg)
+                assert prop["type"] == "string" and prop["maxLength"] == 20, (t.name, arg)  # form checked server-side
+            elif arg == "webhook_id":  # a plain string in the specification: non-empty, safe characters
+                assert prop["type"] == "string" and prop["pattern"].endswith("]+$"), (t.name, arg)
             elif arg.endswith("_id"):
                 assert prop["type"] == "integer" and prop["minimum"] == 1, (t.name, arg)
 

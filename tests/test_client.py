@@ -185,7 +185,7 @@ async def test_gateway_backend_sends_bearer_and_connection_headers() -> None:
     sent = handler.requests[0]
     assert sent.headers["Authorization"] == f"Bearer {KEY}" and sent.headers["Maton-Connection"] == connection
     assert sent.headers["Content-Type"] == "application/json"
-    assert str(sent.url) == "https://gateway.maton.ai/systeme/api/tags"
+    assert str(sent.url) == "https://api.maton.ai/systeme/api/tags"
 
 
 async def test_secrets_echoed_by_the_server_never_reach_the_message() -> None:

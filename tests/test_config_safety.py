@@ -57,8 +57,8 @@ def settings_from(argv: list[str]) -> Any:
 def test_a_planted_dotenv_in_the_working_directory_has_no_effect(planted: Path) -> None:
     for settings in (settings_from([]), Settings()):
         assert settings.systeme_api_url == "https://api.systeme.io"
-        assert settings.maton_gateway_url == "https://gateway.maton.ai"
-        assert settings.maton_ctrl_url == "https://ctrl.maton.ai"
+        assert settings.maton_gateway_url == "https://api.maton.ai"
+        assert settings.maton_ctrl_url == "https://api.maton.ai"
         assert settings.systeme_api_key is None and settings.resolved_backend == "sandbox"
         assert settings.confirm_destructive is True and settings.host == "127.0.0.1"
 

@@ -85,12 +85,26 @@ async def test_import_checks_every_row_before_sending_anything(mcp: Client, sand
     result = await mcp.call_tool("import_contacts", {"contacts": bad})
     assert result.is_error and result.structured_content and result.structured_content["error"]["kind"]
     said = text(result)
-    assert all(f"contacts[{n}]" in said for n in (1, 2, 3, 4)) and "contacts[0]" not in said
+    assert all(f"contacts[{n}]" in said for n in (1, 2, 3)) and "contacts[0]" not in said
+    assert "contacts[4]" not in said  # the same email again is merged, not refused
     wrongs: list[dict[str, Any]] = [{}, {"contacts": []}, {"contacts": "a,b"}]
     wrongs.append({"contacts": [{"email": "a@b.test", "tags": "vip"}]})
     for wrong in wrongs:
         assert (await mcp.call_tool("import_contacts", wrong)).is_error
     assert requests_seen(sandbox) == before
+
+
+async def test_a_repeated_email_is_one_contact_with_the_later_values(mcp: Client, sandbox: Any, api: RawApi) -> None:
+    batch = [
+        {"email": "twice@import.test", "first_name": "Old", "tags": ["a"]},
+        {"email": "TWICE@import.test", "first_name": "New", "tags": ["b"]},
+    ]
+    _, report = await run(mcp, "import_contacts", contacts=batch)
+    assert report["counts"] == {"created": 1, "updated": 0, "unchanged": 0, "failed": 0}
+    assert emails_in(sandbox)["twice@import.test"] == 1
+    (contact,) = (await api.get("/api/contacts", email="twice@import.test"))["items"]
+    assert {f["slug"]: f["value"] for f in contact["fields"]}["first_name"] == "New"
+    assert {t["name"] for t in contact["tags"]} == {"a", "b"}
 
 
 async def test_import_under_faults_loses_and_duplicates_no_contact(mcp: Client, sandbox: Any) -> None:

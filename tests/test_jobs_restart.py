@@ -108,7 +108,9 @@ async def tag_writes(sandbox_url: str) -> Counter[str]:
     async with httpx2.AsyncClient() as http:
         log = (await http.get(f"{sandbox_url}/__sandbox/requests")).json()["items"]
     return Counter(
-        r["path"] for r in log if r["method"] == "POST" and r["path"].startswith("/api/contacts/") and r["status"]
+        r["path"]
+        for r in log
+        if r["method"] == "POST" and r["path"].startswith("/api/contacts/") and 200 <= (r["status"] or 0) < 300
     )
 
 

@@ -34,8 +34,8 @@ from tokens import (
 # The first word of every description: what the tool does, as a verb.
 VERBS = frozenset(
     (
-        "List Get Find Create Define Draft Start Add Enroll Update Change Rename Replace Schedule Remove Delete Cancel"
-        " Import Export"
+        "List Get Find Create Define Draft Start Add Enroll Update Change Rename Replace Schedule Send Remove Delete "
+        "Cancel Import Export"
     ).split()
 )
 

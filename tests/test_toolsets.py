@@ -20,14 +20,15 @@ from systeme_mcp.tools import ToolDef
 from .conftest import sandbox_settings
 from .helpers import hints
 
-NEW_TOOLS = """
-list_funnels get_funnel create_funnel list_funnel_steps
-list_campaigns get_campaign create_campaign update_campaign delete_campaign
-list_newsletters get_newsletter create_newsletter update_newsletter set_newsletter_tags schedule_newsletter
-list_sms_message_services list_sms_phone_numbers get_twilio_account
-""".split()
-TOOLSETS = {"funnels": NEW_TOOLS[:4], "mailing": NEW_TOOLS[4:15], "sms": NEW_TOOLS[15:]}
-DESTRUCTIVE = {"delete_campaign", "schedule_newsletter"}
+TOOLSETS = {  # issue 8, and issue 15's steps
+    "funnels": "list_funnels get_funnel create_funnel list_funnel_steps get_funnel_step create_funnel_step".split(),
+    "mailing": """list_campaigns get_campaign create_campaign update_campaign delete_campaign list_campaign_steps
+    get_campaign_step list_newsletters get_newsletter create_newsletter update_newsletter set_newsletter_tags
+    schedule_newsletter send_newsletter""".split(),
+    "sms": "list_sms_message_services list_sms_phone_numbers get_twilio_account".split(),
+}
+NEW_TOOLS = [name for names in TOOLSETS.values() for name in names]
+DESTRUCTIVE = {"delete_campaign", "schedule_newsletter", "send_newsletter"}
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

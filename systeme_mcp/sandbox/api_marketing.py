@@ -1,8 +1,8 @@
 """Funnels, mailing (campaigns, newsletters) and the SMS/Twilio reads.
 
-Not modelled: funnel page content and the page editor, campaign step content and scheduling, actually
-sending newsletters (a scheduled newsletter never becomes sent), TipTap sanitising of `bodyHtml`,
-SMS templates.
+Not modelled: funnel page content and the page editor, campaign step content and scheduling, emailing anyone (a
+send marks the newsletter sent and records who it reached; a scheduled newsletter never becomes sent), TipTap
+sanitising of `bodyHtml`, SMS templates.
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ def create_funnel_step(call: Call) -> Reply:
     funnel = call.store.get(call.store.funnels, call.int_param("id"))
     body = call.body()
     name = body.text("name", required=True, max_len=255)
+    kind = body.text("type", max_len=64)  # guessed: any page type name is accepted, default optin
     body.done()
     assert name is not None
-    step = FunnelStep(call.store.next_id("funnel_steps"), funnel.id, name)
+    step = FunnelStep(call.store.next_id("funnel_steps"), funnel.id, name, kind or "optin")
     return created(call.store.funnel_steps, step, step_json)
 
 
@@ -186,7 +187,9 @@ def _content(body: Body, current: dict[str, Any] | None) -> dict[str, Any]:
 
 @router.route("GET", "/mailing/newsletters")
 def list_newsletters(call: Call) -> Reply:
-    return page_reply(call.store.newsletters.values(), call.page(), lambda n: n.id, newsletter_json)
+    query = (call.query.text("query") or "").casefold()  # guessed: matches the subject
+    found = (n for n in call.store.newsletters.values() if query in str(n.content.get("subject") or "").casefold())
+    return page_reply(found, call.page(), lambda n: n.id, newsletter_json)
 
 
 @router.route("POST", "/mailing/newsletters")
@@ -254,6 +257,23 @@ def schedule_newsletter(call: Call) -> Reply:
     body.done()
     assert when is not None
     newsletter.scheduled_at = when.isoformat()
+    return Reply(204)
+
+
+@router.route("POST", "/mailing/newsletters/{id:int}/send")
+def send_newsletter(call: Call) -> Reply:
+    """Send now (no body): to contacts with any included tag and none of the excluded ones (guessed: 204; a sent
+    newsletter or one without included tags → 422; unsubscribed and bounced contacts are counted like the rest)."""
+    newsletter = call.store.edit(call.store.newsletters, call.int_param("id"))
+    if newsletter.is_sent:
+        raise errors.violation("", "This newsletter has already been sent.")
+    if not newsletter.included_tag_ids:
+        raise errors.violation("", "Set the newsletter's included tags before sending it.")
+    included, excluded = set(newsletter.included_tag_ids), set(newsletter.excluded_tag_ids)
+    reached = [
+        c.id for c in call.store.contacts.values() if included & set(c.tag_ids) and not excluded & set(c.tag_ids)
+    ]
+    newsletter.is_sent, newsletter.sent_to, newsletter.scheduled_at = True, reached, None
     return Reply(204)
 
 

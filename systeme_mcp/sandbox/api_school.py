@@ -20,7 +20,15 @@ CANCELLABLE = ("active", "in_charge", "incomplete")
 
 
 def course_json(c: Course) -> dict[str, Any]:
+    """A course as nested in an enrollment ([SPEC] Course: id, locale, path, active, name)."""
     return {"id": c.id, "name": c.name, "active": c.active, "locale": c.locale, "path": c.path}
+
+
+def course_item(call: Call, c: Course) -> dict[str, Any]:
+    """A course as the list shows it: live items also carry `domainName` and `modules [{id, name}]` (Airbyte's
+    schema, auto-imported from live answers)."""
+    modules = sorted((m for m in call.store.modules.values() if m.course_id == c.id), key=lambda m: m.position)
+    return {**course_json(c), "domainName": c.domain_name, "modules": [{"id": m.id, "name": m.name} for m in modules]}
 
 
 def community_json(c: Community) -> dict[str, Any]:
@@ -56,7 +64,7 @@ def list_courses(call: Call) -> Reply:
         names = [c.name] + [m.name for m in store.modules.values() if m.course_id == c.id]
         return (active is None or c.active == active) and any(query in n.casefold() for n in names)
 
-    return page_reply(filter(keep, store.courses.values()), page, lambda c: c.id, course_json)
+    return page_reply(filter(keep, store.courses.values()), page, lambda c: c.id, lambda c: course_item(call, c))
 
 
 @router.route("GET", "/school/course-modules")

@@ -77,6 +77,7 @@ def create_webhook(call: Call) -> Reply:
     name = body.text("name", required=True, max_len=255)
     url = body.text("url", required=True, max_len=2048)
     secret = body.text("secret", required=True, max_len=255)
+    active = body.boolean("active")  # `boolean|null` in the spec; absent or null: active
     subscriptions = _subscriptions(body, [], required=True)
     if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
         body.add("url", "This value is not a valid URL.")
@@ -84,7 +85,7 @@ def create_webhook(call: Call) -> Reply:
     _unique(call, body, "url", url, None)
     body.done()
     assert name and url and secret and subscriptions is not None
-    hook = Webhook(str(uuid.uuid4()), name, url, secret, True, subscriptions)
+    hook = Webhook(str(uuid.uuid4()), name, url, secret, active is not False, subscriptions)
     return created(call.store.webhooks, hook, webhook_json)
 
 

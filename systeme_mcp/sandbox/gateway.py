@@ -3,7 +3,7 @@
 Gateway: `Authorization: Bearer <maton key>` (missing/invalid → 401), optional `Maton-Connection: <uuid>`
 (unknown, other app or not ACTIVE → 400); without it the oldest ACTIVE systeme connection is used (none →
 400). Then the request is served as the Systeme.io API serves it, errors passed through unchanged.
-Control API: `GET /connections?app=&status=` → `{"connections": [...]}`, `POST /connections {"app"}` →
+Control API: `GET /connections?app=&status=` → `{"connections": [...]}`, `POST /connections {"app", "method"?}` →
 `{"connection": {...}}` (PENDING, with an authorization `url` on the sandbox itself: a GET on it makes the
 connection ACTIVE), `GET /connections/{id}` → `{"connection": {...}}`, `DELETE /connections/{id}` → 200 `{}`.
 Gateway/control errors: `{"error": {"code", "message"}}` (guessed shape).
@@ -27,6 +27,7 @@ from .store import Connection, Store
 
 ctrl = Router()
 STATUSES = ("ACTIVE", "PENDING", "FAILED")
+METHODS = ("API_KEY", "BASIC", "OAUTH1", "OAUTH2", "MCP")  # Maton's skill: `method` is optional on create
 APP_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 CONNECT_PATH = "/__sandbox/connect"
 
@@ -72,7 +73,7 @@ def connection_json(conn: Connection, base_url: str) -> dict[str, Any]:
         "last_updated_time": _time(conn.updated_at),
         "url": f"{base_url}{CONNECT_PATH}?session_token={conn.session_token}",
         "app": conn.app,
-        "method": "OAUTH2",
+        "method": conn.method,
         "metadata": dict(conn.metadata),
     }
 
@@ -104,8 +105,11 @@ def create_connection(call: Call) -> Reply:
     app = body.data.get("app")
     if not isinstance(app, str) or not APP_RE.match(app):
         raise GatewayError(400, "BAD_REQUEST", "Field 'app' must name an app, e.g. \"systeme\".")
+    method = body.data.get("method", "OAUTH2")
+    if method not in METHODS:
+        raise GatewayError(400, "BAD_REQUEST", f"Field 'method' must be one of {', '.join(METHODS)}.")
     now = call.env.clock()
-    conn = Connection(str(uuid.uuid4()), app, "PENDING", now, now, secrets.token_urlsafe(16))
+    conn = Connection(str(uuid.uuid4()), app, "PENDING", now, now, secrets.token_urlsafe(16), method=method)
     call.store.connections[conn.id] = conn
     return Reply(200, {"connection": connection_json(conn, call.base_url)})
 

@@ -86,6 +86,7 @@ class Course:
     active: bool = True
     locale: str | None = "en"
     path: str | None = None
+    domain_name: str | None = "sandbox.systeme.local"
 
 
 @dataclass
@@ -152,6 +153,7 @@ class Connection:
     updated_at: float
     session_token: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    method: str = "OAUTH2"
 
 
 @dataclass
@@ -193,6 +195,7 @@ class Newsletter:
     included_tag_ids: list[int] = field(default_factory=list)
     excluded_tag_ids: list[int] = field(default_factory=list)
     scheduled_at: str | None = None
+    sent_to: list[int] = field(default_factory=list)  # who a send reached (read by tests: the API cannot)
 
 
 TABLES: dict[str, type[Any]] = {

@@ -155,8 +155,14 @@ async def _delete_field(mcp: Client, api: RawApi) -> None:
 @case("list_courses")
 async def _list_courses(mcp: Client, api: RawApi) -> None:
     out = await ok(mcp, "list_courses")
-    assert [i["id"] for i in out["items"]] == [c["id"] for c in (await api.get("/api/school/courses"))["items"]]
+    raw = (await api.get("/api/school/courses"))["items"]
+    assert [i["id"] for i in out["items"]] == [c["id"] for c in raw]
     assert len(out["items"]) == 3
+    # the module ids a partial enrollment needs come with the list (no list_course_modules call needed)
+    assert [i["modules"] for i in out["items"]] == [
+        [{"id": m["id"], "name": m["name"]} for m in c["modules"]] for c in raw
+    ]
+    assert all(i["modules"] and i["domain_name"] == c["domainName"] for i, c in zip(out["items"], raw, strict=True))
 
 
 @case("list_course_modules")
@@ -279,9 +285,10 @@ async def _get_webhook(mcp: Client, api: RawApi) -> None:
 
 @case("create_webhook")
 async def _create_webhook(mcp: Client, api: RawApi) -> None:
-    out = await ok(mcp, "create_webhook", **NEW_HOOK)
+    out = await ok(mcp, "create_webhook", **NEW_HOOK, active=False)
     raw = await api.get(f"/api/webhooks/{out['item']['id']}")
     assert raw["url"] == NEW_HOOK["url"]
+    assert raw["active"] is False and out["item"]["active"] is False  # `active` on create is honoured
     assert {(s["event"], s["schemaVersion"]) for s in raw["subscriptions"]} == {("SALE_NEW", 2), ("CONTACT_CREATED", 1)}
 
 
@@ -309,11 +316,11 @@ async def _list_connections(mcp: Client, api: RawApi) -> None:
 
 @case("create_connection")
 async def _create_connection(mcp: Client, api: RawApi) -> None:
-    out = await ok(mcp, "create_connection", app="systeme")
+    out = await ok(mcp, "create_connection", app="systeme", method="API_KEY")
     item = out["item"]
-    assert item["status"] == "PENDING" and item["url"]
+    assert item["status"] == "PENDING" and item["url"] and item["method"] == "API_KEY"
     raw = await api.ctrl("GET", f"/connections/{item['connection_id']}")
-    assert raw["connection"]["status"] == "PENDING"
+    assert raw["connection"]["status"] == "PENDING" and raw["connection"]["method"] == "API_KEY"
 
 
 @case("get_connection")

@@ -53,6 +53,25 @@ async def _list_funnel_steps(mcp: Client, api: RawApi) -> None:
     assert out["items"] and [i["id"] for i in out["items"]] == [s["id"] for s in raw["items"]]
 
 
+@case("get_funnel_step")
+async def _get_funnel_step(mcp: Client, api: RawApi) -> None:
+    funnel_id = await api.first_id("/api/funnels")
+    step = (await api.get(f"/api/funnels/{funnel_id}/steps"))["items"][0]
+    out = await ok(mcp, "get_funnel_step", funnel_step_id=step["id"])
+    assert out["item"] == {"id": step["id"], "name": step["name"], "type": step["type"], "funnel_id": funnel_id}
+
+
+@case("create_funnel_step")
+async def _create_funnel_step(mcp: Client, api: RawApi) -> None:
+    funnel_id = await api.first_id("/api/funnels")
+    out = await ok(mcp, "create_funnel_step", funnel_id=funnel_id, name="Sales page", type="sales_page")
+    assert out["outcome"] == "applied" and out["item"]["funnel_id"] == funnel_id
+    raw = await api.get(f"/api/funnel-steps/{out['item']['id']}")
+    assert (raw["name"], raw["type"], raw["funnel"]["id"]) == ("Sales page", "sales_page", funnel_id)
+    listed = await api.get(f"/api/funnels/{funnel_id}/steps", limit=100)
+    assert out["item"]["id"] in [s["id"] for s in listed["items"]]
+
+
 # ---------------------------------------------------------------- campaigns
 @case("list_campaigns")
 async def _list_campaigns(mcp: Client, api: RawApi) -> None:
@@ -94,6 +113,24 @@ async def _delete_campaign(mcp: Client, api: RawApi) -> None:
     assert await api.status(f"/api/mailing/campaigns/{campaign_id}") == 404
 
 
+@case("list_campaign_steps")
+async def _list_campaign_steps(mcp: Client, api: RawApi) -> None:
+    campaign_id = await api.first_id("/api/mailing/campaigns")
+    out = await ok(mcp, "list_campaign_steps", campaign_id=campaign_id)
+    raw = await api.get(f"/api/mailing/campaigns/{campaign_id}/steps")
+    assert out["items"] and [i["id"] for i in out["items"]] == [s["id"] for s in raw["items"]]
+    assert [i["delay_days"] for i in out["items"]] == [s["delayInDays"] for s in raw["items"]]
+    assert {i["campaign_id"] for i in out["items"]} == {campaign_id}
+
+
+@case("get_campaign_step")
+async def _get_campaign_step(mcp: Client, api: RawApi) -> None:
+    campaign_id = await api.first_id("/api/mailing/campaigns")
+    step = (await api.get(f"/api/mailing/campaigns/{campaign_id}/steps"))["items"][-1]
+    out = await ok(mcp, "get_campaign_step", campaign_step_id=step["id"])
+    assert out["item"]["name"] == step["name"] and out["item"]["campaign_id"] == campaign_id
+
+
 # ---------------------------------------------------------------- newsletters
 BODY = '<h2>Hello {first_name}</h2><p>Our <strong>news</strong>: <a href="https://acme.test">read</a>.</p>'
 
@@ -104,6 +141,9 @@ async def _list_newsletters(mcp: Client, api: RawApi) -> None:
     raw = await api.get("/api/mailing/newsletters")
     assert out["items"] and [i["id"] for i in out["items"]] == [n["id"] for n in raw["items"]]
     assert [i["sent"] for i in out["items"]] == [n["state"]["isSent"] for n in raw["items"]]
+    found = await ok(mcp, "list_newsletters", query="black friday")
+    wanted = [n["id"] for n in raw["items"] if "black friday" in n["content"]["subject"].casefold()]
+    assert wanted and [i["id"] for i in found["items"]] == wanted
 
 
 @case("get_newsletter")
@@ -130,6 +170,9 @@ async def _create_newsletter(mcp: Client, api: RawApi) -> None:
     content = raw["content"]
     assert (content["subject"], content["bodyHtml"], content["senderEmail"]) == ("Spring news", BODY, "news@acme.test")
     assert content["previewText"] == "What's new" and raw["state"]["isSent"] is False
+    assert content["editorType"] == "classic"
+    visual = await ok(mcp, "create_newsletter", subject="Visual one", editor_type="visual")
+    assert (await api.get(f"/api/mailing/newsletters/{visual['item']['id']}"))["content"]["editorType"] == "visual"
 
 
 @case("update_newsletter")
@@ -163,6 +206,28 @@ async def _schedule_newsletter(mcp: Client, api: RawApi) -> None:
     assert out["outcome"] == "applied" and when in out["message"]
     stored = api.sandbox.store.newsletters[newsletter_id].scheduled_at  # not readable through the API
     assert datetime.fromisoformat(stored) == datetime.fromisoformat(when)
+
+
+async def audience(api: RawApi, included: list[int], excluded: list[int]) -> set[int]:
+    """Ids of the contacts with any `included` tag and no `excluded` one, read through the API."""
+    contacts = await api.all_items("/api/contacts")
+    tags = {c["id"]: {t["id"] for t in c["tags"]} for c in contacts}
+    return {cid for cid, have in tags.items() if have & set(included) and not have & set(excluded)}
+
+
+@case("send_newsletter")
+async def _send_newsletter(mcp: Client, api: RawApi) -> None:
+    newsletter_id = await unsent_newsletter(api)
+    tags = [t["id"] for t in (await api.get("/api/tags", limit=10, order="asc"))["items"]]
+    included, excluded = tags[:2], tags[2:3]
+    out = await ok(
+        mcp, "send_newsletter", newsletter_id=newsletter_id, included_tag_ids=included, excluded_tag_ids=excluded
+    )
+    assert out["outcome"] == "applied"
+    assert (await api.get(f"/api/mailing/newsletters/{newsletter_id}"))["state"]["isSent"] is True
+    stored = api.sandbox.store.newsletters[newsletter_id]  # the audience and recipients: not readable through the API
+    assert (stored.included_tag_ids, stored.excluded_tag_ids) == (included, excluded)
+    assert set(stored.sent_to) == await audience(api, included, excluded) and stored.sent_to
 
 
 # ---------------------------------------------------------------- sms

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.anyio
 async def test_courses(client: httpx2.AsyncClient, sb: Sandbox) -> None:
     page = (await client.get("/api/school/courses")).json()
     assert page["hasMore"] is False and len(page["items"]) == 3
-    assert set(page["items"][0]) == {"id", "name", "active", "locale", "path"}
+    assert set(page["items"][0]) == {"id", "name", "active", "locale", "path", "domainName", "modules"}
+    for course in page["items"]:  # the course's modules, in order, as [{id, name}] (live items carry them)
+        mods = await walk(client, "/api/school/course-modules", courseId=course["id"], order="asc")
+        assert course["modules"] == [{"id": m["id"], "name": m["name"]} for m in mods]
     by_module = (await client.get("/api/school/courses", params={"query": "upsells"})).json()["items"]
     assert [c["name"] for c in by_module] == ["Sales Funnel Blueprint"]
     sb.store.courses[1].active = False
