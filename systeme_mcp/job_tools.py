@@ -132,7 +132,8 @@ async def _job(ctx: CallContext, job_id: str) -> Job:
     if job is None:
         settings = ctx.runtime.settings
         raise Refused(
-            f"`job_id`: no job {fence(job_id, quote=True)} (ids look like job_ and 16 hex digits). Finished jobs are kept "
+            f"`job_id`: no job {fence(job_id, quote=True)} (ids look like job_ and 16 hex digits). Finished jobs are "
+            "kept "
             f"{settings.job_retention_days:g} days (the newest {settings.job_retention_count}); list_jobs lists "
             "those there are."
         )
