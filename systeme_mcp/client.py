@@ -211,8 +211,10 @@ class SystemeClient:
         tries = _Tries()
         with anyio.move_on_after(max(0.0, deadline - self._clock())):  # anyio's clock: real network time
             return await self._send(plan, deadline, tries)
-        limit, write = self.call_deadline, plan.method != "GET"
-        failure = errors.DeadlineExceeded(plan.describe(), "deadline", sent=tries.sent, deadline=limit, write=write)
+        upstream = errors.upstream_of(self.settings, plan.api)[0]
+        failure = errors.DeadlineExceeded(
+            plan.describe(), "deadline", tries.sent, upstream, deadline=self.call_deadline, write=plan.method != "GET"
+        )
         failure.attempts = max(1, tries.attempts)
         log.info("%s: %s", plan.describe(), failure.message())
         raise failure
@@ -264,19 +266,21 @@ class SystemeClient:
         except WaitTooLong as held:
             wait = float(max(1, math.ceil(held.wait)))
             return errors.PacedOut(status=429, request=plan.describe(), retry_after=wait, deadline=self.call_deadline)
-        sent_before = tries.sent
+        sent_before, (upstream, hint) = tries.sent, errors.upstream_of(self.settings, plan.api)
         try:
             return await self._exchange(plan, tries)
         except httpx2.ConnectError as exc:
             tries.sent = sent_before
-            return errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
+            reason = self.scrub(f"could not connect ({exc})")
+            return errors.TransportError(plan.describe(), reason, False, upstream, hint)
         except httpx2.TimeoutException as exc:
             sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
             tries.sent = sent_before or sent
-            return errors.TransportError(plan.describe(), "timed out waiting for the answer", sent=sent)
+            reason, hint = "timed out waiting for the answer", "" if sent else hint
+            return errors.TransportError(plan.describe(), reason, sent, upstream, hint)
         except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
             reason = self.scrub(f"connection lost ({type(exc).__name__})")
-            return errors.TransportError(plan.describe(), reason, sent=True)
+            return errors.TransportError(plan.describe(), reason, True, upstream)
 
     async def _exchange(self, plan: RequestPlan, tries: _Tries) -> Response | errors.SystemeError:
         content = None if plan.body is None else json.dumps(plan.body).encode()
