@@ -31,7 +31,7 @@ UVX_VALUE_OPTIONS = {"--from", "--with", "--python", "-p"}  # uvx options that t
 
 
 def _name(command: str) -> str:
-    return (ntpath if "\\" in command else posixpath).basename(command)
+    return ntpath.basename(command) if "\\" in command else posixpath.basename(command)
 
 
 def our_arguments(command: str, args: list[str]) -> list[str] | None:
@@ -132,9 +132,11 @@ def claude_code_commands(script: str) -> list[dict[str, Any]]:
         while rest:
             word = rest.pop(0)
             if word in ("--env", "-e") and rest:
-                env.update([rest.pop(0).split("=", 1)])
+                key, _, value = rest.pop(0).partition("=")
+                env[key] = value
             elif word in ("--header", "-H") and rest:
-                headers.update([rest.pop(0).split(": ", 1)])
+                header, _, value = rest.pop(0).partition(": ")
+                headers[header] = value
             elif word in ("--transport", "-t", "--scope", "-s") and rest:
                 rest.pop(0)
             else:
