@@ -115,7 +115,7 @@ def setting_problem(model: Any, error: Any, flags: dict[str, str]) -> str:
     flag = f" / {flags[name]}" if name in flags else ""
     given = error.get("input")
     secret = "SecretStr" in str(field.annotation)
-    shown = isinstance(given, str | int | float) and not secret and len(str(given)) < 80 and str(given) not in message
+    shown = isinstance(given, str | int | float) and not secret and len(str(given)) < 80 and repr(given) not in message
     message += f" (given {given!r})" if shown else ""
     return message if message.startswith(variable) else f"{variable}{flag}: {message}"
 
