@@ -317,3 +317,27 @@ async def test_a_tool_call_through_the_cli_names_the_gateway_it_could_not_reach(
     answer = text(result)
     assert f"No answer from the Maton gateway (127.0.0.1:{port})" in answer, answer
     assert "MATON_GATEWAY_URL" in answer and "MATON_API_KEY was not checked" in answer, answer
+
+
+# ---------------------------------------------------------------------------------------------------- stdin
+
+
+def test_stdin_lines_split_as_the_sdk_reads_them() -> None:
+    from systeme_mcp.stdin_lines import READ_CHUNK, lines  # the reader under test
+
+    long = "x" * (3 * READ_CHUNK + 5)
+    sent = f'{{"a": 1}}\n\n{long}\nnot utf-8: '.encode() + b"\xff\xfe" + b"\nlast, no newline"
+    read_end, write_end = os.pipe()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+    )
+    os.close(write_end)
+    assert writer.stdin is not None
+    writer.stdin.write(sent)
+    writer.stdin.close()
+    got = list(lines(read_end))
+    os.close(read_end)
+    assert _wait(writer) == 0
+    assert got == ['{"a": 1}\n', "\n", long + "\n", "not utf-8: \ufffd\ufffd\n", "last, no newline"]
