@@ -112,12 +112,12 @@ def setting_problem(model: Any, error: Any, flags: dict[str, str]) -> str:
         return message
     name, field = found[0], model.model_fields[found[0]]
     variable = str(names[name][1] if len(names[name]) > 1 else name.upper())
-    flag = f" / {flags[name]}" if name in flags else ""
     given = error.get("input")
     secret = "SecretStr" in str(field.annotation)
     shown = isinstance(given, str | int | float) and not secret and len(str(given)) < 80 and repr(given) not in message
-    message += f" (given {given!r})" if shown else ""
-    return message if message.startswith(variable) else f"{variable}{flag}: {message}"
+    notes = ([f"given {given!r}"] if shown else []) + ([f"flag {flags[name]}"] if name in flags else [])
+    message += f" ({'; '.join(notes)})" if notes else ""
+    return message if message.startswith(variable) else f"{variable}: {message}"
 
 
 class NoticeFormatter(logging.Formatter):

@@ -239,7 +239,10 @@ def test_the_http_server_prints_its_real_url_serves_and_stops_on_ctrl_c() -> Non
     ("env", "expected"),
     [
         ({"SYSTEME_BACKEND": "gateway"}, "invalid configuration: SYSTEME_BACKEND=gateway needs MATON_API_KEY"),
-        ({"SYSTEME_PORT": "70000"}, "SYSTEME_PORT / --port: Input should be less than or equal to 65535"),
+        (
+            {"SYSTEME_PORT": "70000"},
+            "SYSTEME_PORT: Input should be less than or equal to 65535 (given '70000'; flag --port)",
+        ),
         ({"MATON_CONNECTION": "abc"}, "invalid configuration: MATON_CONNECTION must be a connection id (UUID)"),
         ({"SYSTEME_TIMEOUT": "0"}, "SYSTEME_TIMEOUT: Input should be greater than 0 (given '0')"),
     ],
@@ -264,7 +267,7 @@ def test_a_secret_given_is_never_shown() -> None:
     assert cli.setting_problem(Settings, error, {}) == "MATON_API_KEY: unusable"
     port = {"loc": ("port",), "msg": "Input should be a valid integer", "input": "abc"}
     assert cli.setting_problem(Settings, port, {"port": "--port"}) == (
-        "SYSTEME_PORT / --port: Input should be a valid integer (given 'abc')"
+        "SYSTEME_PORT: Input should be a valid integer (given 'abc'; flag --port)"
     )
 
 
