@@ -1,4 +1,8 @@
-"""`systeme-mcp`: serve (stdio default, or Streamable HTTP), `sandbox`, `demo`, `tools`."""
+"""`systeme-mcp`: serve (stdio default, or Streamable HTTP), `sandbox`, `demo`, `tools`.
+
+Exit statuses: 0 when done, and when a server (stdio, HTTP, sandbox) is stopped with Ctrl-C, the way to stop it;
+130 when Ctrl-C interrupts the demo; 0 when a reader stops reading early (`systeme-mcp tools | head`); 1 or 2
+with a one-line message on stderr for a configuration or start-up problem (never a traceback)."""
 
 from __future__ import annotations
 
@@ -6,22 +10,33 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from . import __version__
+
 SUBCOMMANDS = ("serve", "sandbox", "demo", "tools")
+USAGE = """%(prog)s [serve] [options]        the MCP server (stdio by default; --transport http)
+       %(prog)s sandbox [options]      the embedded Systeme.io sandbox over HTTP (see: %(prog)s sandbox -h)
+       %(prog)s demo                   a scripted agent session against the sandbox
+       %(prog)s tools [--markdown]     the tool table
+       %(prog)s --version"""
 
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="systeme-mcp",
-        description="MCP server for Systeme.io. Subcommands: serve (default), sandbox, demo, tools.",
+        usage=USAGE,
+        description="MCP server for Systeme.io. Over stdio it waits silently for an MCP client on stdin (it is not "
+        "interactive: Ctrl-C stops it); the options below are serve's.",
         epilog="Credentials come from the environment (or a file named with --env-file): MATON_API_KEY (Maton "
         "gateway) or SYSTEME_API_KEY (direct API); with neither, the embedded sandbox is used. No .env file is "
-        "read unless named.",
+        "read unless named. Logs and notices go to stderr; stdout carries only the protocol.",
     )
+    p.add_argument("--version", action="version", version=f"systeme-mcp {__version__}")
     p.add_argument("--transport", choices=["stdio", "http"], help="stdio (default) or Streamable HTTP at /mcp")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000)")
@@ -50,7 +65,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--env-file", metavar="PATH", help="read settings from this .env file (default: none; or SYSTEME_ENV_FILE)"
     )
     p.add_argument("--backend", choices=["auto", "gateway", "direct", "sandbox"], help="force a backend")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (WARNING)")
     return p
 
 
@@ -81,8 +96,42 @@ def load_settings(options: dict[str, Any]) -> Any:
     try:
         return Settings(_env_file=path, **given)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        flags = {a.dest: a.option_strings[0] for a in _serve_parser()._actions if a.option_strings}
+        problems = "; ".join(setting_problem(Settings, e, flags) for e in exc.errors())
         raise SystemExit(f"systeme-mcp: invalid configuration: {problems}") from None
+
+
+def setting_problem(model: Any, error: Any, flags: dict[str, str]) -> str:
+    """One validation error as the user can act on it: the variable (and flag) to look at, pydantic's message
+    without its "Value error, " prefix, and the value given unless the setting is a secret."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = str(error["loc"][0]).lower() if error["loc"] else ""  # the field's name, or the variable's
+    names = {name: [name, *getattr(f.validation_alias, "choices", [])] for name, f in model.model_fields.items()}
+    found = [name for name, known in names.items() if where in (str(k).lower() for k in known)]
+    if not found:
+        return message
+    name, field = found[0], model.model_fields[found[0]]
+    variable = str(names[name][1] if len(names[name]) > 1 else name.upper())
+    given = error.get("input")
+    secret = "SecretStr" in str(field.annotation)
+    shown = isinstance(given, str | int | float) and not secret and len(str(given)) < 80 and repr(given) not in message
+    notes = ([f"given {given!r}"] if shown else []) + ([f"flag {flags[name]}"] if name in flags else [])
+    message += f" ({'; '.join(notes)})" if notes else ""
+    return message if message.startswith(variable) else f"{variable}: {message}"
+
+
+class NoticeFormatter(logging.Formatter):
+    """`logger: message` on stderr, the prefix once: the server's own notices already begin with `systeme-mcp`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if text.startswith("systeme-mcp") else f"{record.name}: {text}"
+
+
+def log_to_stderr(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(NoticeFormatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 # The HTTP stack's own loggers: httpcore2 dumps request and response headers at DEBUG (an upstream that echoes
@@ -105,14 +154,16 @@ def quiet_http_logs() -> None:
 def serve(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
     settings = load_settings(vars(args))
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(name)s: %(message)s")
+    log_to_stderr(settings.log_level)
     quiet_http_logs()
     from .transport import run  # lazy: the server stack loads only when serving
 
     try:
         run(settings)
-    except ValueError as exc:  # e.g. unknown toolset, unsafe bind
+    except ValueError as exc:  # e.g. unknown toolset, unsafe bind, busy port
         raise SystemExit(f"systeme-mcp: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C in a terminal: the server has shut down; the way to stop it
+        print("systeme-mcp: stopped (Ctrl-C)", file=sys.stderr)
     return 0
 
 
@@ -126,6 +177,30 @@ def tools(argv: list[str]) -> int:
     return 0
 
 
+def only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `exc` is a `kind`, or a group (from a task group) of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(only(inner, kind) for inner in exc.exceptions)
+    return isinstance(exc, kind)
+
+
+def printing(command: Callable[[list[str]], int], argv: list[str]) -> int:
+    """Run a command that writes to stdout: a reader that stops early (`| head`) ends it quietly with 0, and
+    Ctrl-C with 130, never a traceback."""
+    try:
+        code = command(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+        return code
+    except BaseException as exc:
+        if only(exc, BrokenPipeError):
+            # what is left to print goes nowhere, including the interpreter's final flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        if only(exc, KeyboardInterrupt):
+            return 130
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else "serve"
@@ -136,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from .demo import main as demo_main  # lazy: per subcommand
 
-        return demo_main(argv)
+        return printing(demo_main, argv)
     if command == "tools":
-        return tools(argv)
+        return printing(tools, argv)
     return serve(argv)
 
 

@@ -192,8 +192,10 @@ class SystemeClient:
         tries = _Tries()
         with anyio.move_on_after(max(0.0, deadline - self._clock())):  # anyio's clock: real network time
             return await self._send(plan, deadline, tries)
-        limit, write = self.call_deadline, plan.method != "GET"
-        failure = errors.DeadlineExceeded(plan.describe(), "deadline", sent=tries.sent, deadline=limit, write=write)
+        upstream = errors.upstream_of(self.settings, plan.api)[0]
+        failure = errors.DeadlineExceeded(
+            plan.describe(), "deadline", tries.sent, upstream, deadline=self.call_deadline, write=plan.method != "GET"
+        )
         failure.attempts = max(1, tries.attempts)
         log.info("%s: %s", plan.describe(), failure.message())
         raise failure
@@ -243,6 +245,7 @@ class SystemeClient:
         """One attempt: on each candidate host of the API in turn (`hosts.Route`), the next one only after a
         connect error (provably never sent); the host that answers is kept."""
         route = self.routes[plan.api]
+        upstream, hint = errors.upstream_of(self.settings, plan.api)
         failure: errors.SystemeError | None = None
         for base in route.candidates():
             try:
@@ -257,15 +260,17 @@ class SystemeClient:
                 answer = await self._exchange(plan, tries, route.url(base, plan.path))
             except httpx2.ConnectError as exc:
                 tries.sent = sent_before
-                failure = errors.TransportError(plan.describe(), self.scrub(f"could not connect ({exc})"), sent=False)
+                reason = self.scrub(f"could not connect ({exc})")
+                failure = errors.TransportError(plan.describe(), reason, False, upstream, hint)
                 continue
             except httpx2.TimeoutException as exc:
                 sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
                 tries.sent = sent_before or sent
-                return errors.TransportError(plan.describe(), "timed out waiting for the answer", sent=sent)
+                reason = "timed out waiting for the answer"
+                return errors.TransportError(plan.describe(), reason, sent, upstream, "" if sent else hint)
             except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
                 reason = self.scrub(f"connection lost ({type(exc).__name__})")
-                return errors.TransportError(plan.describe(), reason, sent=True)
+                return errors.TransportError(plan.describe(), reason, True, upstream)
             route.answered(base)
             return answer
         assert failure is not None

@@ -27,6 +27,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+from .config import Settings
 
 DETAIL_CHARS = 2_000  # characters of the API's own error text kept
 MAX_VIOLATIONS = 20  # per-field violations kept
@@ -213,18 +216,23 @@ class Redirected(UnexpectedAnswer):
 
 @dataclass
 class TransportError(SystemeError):
-    """No usable answer. `sent` is False only when the request provably never reached the server."""
+    """No usable answer. `sent` is False only when the request provably never reached the server. `upstream`
+    names who did not answer (the Maton gateway, Systeme.io, Maton's connection API, with the host); `hint`
+    says what to check."""
 
     request: str
     reason: str
     sent: bool = True
+    upstream: str = "Systeme.io"
+    hint: str = ""
     code = "no_answer"
 
     def __str__(self) -> str:
         return self.message()
 
     def message(self) -> str:
-        return f"No answer from Systeme.io for {self.request}: {self.reason}."
+        text = f"No answer from {self.upstream} for {self.request}: {self.reason}."
+        return f"{text} {self.hint}" if self.hint else text
 
 
 @dataclass
@@ -237,14 +245,35 @@ class DeadlineExceeded(TransportError):
 
     def message(self) -> str:
         text = (
-            f"No complete answer from Systeme.io for {self.request} within the {self.deadline:g} s call deadline "
-            "(SYSTEME_CALL_DEADLINE; raise it if the API is just slow)."
+            f"No complete answer from {self.upstream} for {self.request} within the {self.deadline:g} s call "
+            "deadline (SYSTEME_CALL_DEADLINE; raise it if the API is just slow)."
         )
         if self.write and self.sent:
             return text + " The request was sent, so the write's outcome is unknown."
         if self.write:
             return text + " The request was never sent: nothing was changed."
         return text
+
+
+def upstream_of(settings: Settings, api: str) -> tuple[str, str]:
+    """Who a request to `api` goes to, as messages name it (with the host), and what to check when it cannot be
+    reached: the host, the base-URL variable, and that the key was never put to the test."""
+    backend = settings.resolved_backend
+    if backend == "sandbox":
+        return "the embedded sandbox", ""
+    if api == "maton":
+        name, url, variable = "Maton's connection API", settings.maton_ctrl_url, "MATON_CTRL_URL"
+    elif backend == "direct":
+        name, url, variable = "Systeme.io", settings.systeme_api_url, "SYSTEME_API_URL"
+    else:
+        name, url, variable = "the Maton gateway", settings.maton_gateway_url, "MATON_GATEWAY_URL"
+    key = "SYSTEME_API_KEY" if backend == "direct" and api != "maton" else "MATON_API_KEY"
+    host = urlsplit(url).netloc.rpartition("@")[2] or url  # never a user:password part
+    hint = (
+        f"Check that this machine can reach {host} (network, proxy, firewall), and {variable} if you set it; "
+        f"{key} was not checked, since nothing reached {name}."
+    )
+    return f"{name} ({host})", hint
 
 
 @dataclass

@@ -7,11 +7,13 @@ on slow or idle connections, a cap on sessions, and rate-limited logs of rejecte
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import sys
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 from mcp import types
@@ -160,24 +162,52 @@ def http_app(server: Any, settings: Settings) -> ASGIApp:
     return guard.BearerTokenGuard(app, token) if token else app
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """The HTTP socket, bound before anything says where the server is: a busy port, a host that is not this
+    machine's or a port it may not use stops start-up with a message naming them. It listens only once uvicorn
+    serves it, after the app's own checks (a token off loopback) have passed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if sys.platform != "win32":  # there SO_REUSEADDR would let two servers share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is already in use on {host} (another server?); stop it or choose another port"
+        else:
+            why = f"{exc.strerror or exc}"
+        where = "--host / --port, SYSTEME_HOST / SYSTEME_PORT"
+        raise ValueError(f"cannot serve HTTP on {host}:{port}: {why} ({where})") from None
+    sock.setblocking(False)
+    return sock
+
+
 async def _run(settings: Settings) -> None:
     announce(settings)
-    async with serving(settings) as server:
-        if settings.transport == "stdio":
-            from mcp.server.stdio import stdio_server  # lazy: per transport
+    if settings.transport == "stdio":
+        from mcp.server.stdio import stdio_server  # lazy: per transport
 
-            async with stdio_server() as (read, write):
-                await server.run(AnswerMalformedLines(read, write), write, server.create_initialization_options())
-            return
-        import uvicorn  # lazy: HTTP only (stdio start-up)
+        from .stdin_lines import StdinLines, claimed_stdin  # lazy: stdio only
 
-        from . import http_guard  # lazy: HTTP only (stdio start-up)
+        async with serving(settings) as server:
+            with claimed_stdin() as fd:
+                async with stdio_server(stdin=cast(Any, StdinLines(fd))) as (read, write):
+                    await server.run(AnswerMalformedLines(read, write), write, server.create_initialization_options())
+        return
+    import uvicorn  # lazy: HTTP only (stdio start-up)
 
-        app = http_app(server, settings)
-        config = http_guard.uvicorn_config(app, settings.host, settings.port)
-        http_guard.limit_rejection_logs()
-        print(f"systeme-mcp: Streamable HTTP on http://{settings.host}:{settings.port}/mcp", file=sys.stderr)
-        await uvicorn.Server(config).serve()
+    from . import http_guard  # lazy: HTTP only (stdio start-up)
+
+    with bound_socket(settings.host, settings.port) as sock:
+        async with serving(settings) as server:
+            app = http_app(server, settings)
+            config = http_guard.uvicorn_config(app, settings.host, settings.port)
+            http_guard.limit_rejection_logs()
+            url = f"http://{settings.host}:{sock.getsockname()[1]}/mcp"
+            print(f"systeme-mcp: Streamable HTTP on {url}", file=sys.stderr, flush=True)
+            await uvicorn.Server(config).serve(sockets=[sock])
 
 
 def run(settings: Settings) -> None:
