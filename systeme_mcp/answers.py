@@ -20,13 +20,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from mcp import types
+from mcp import MCPError, types
 
 from . import bounds, errors
 from .calls import Outcome, OutcomeKind
 from .catalog import Catalog, Operation, ResultShape
 from .confirm import KEY, QUESTION_BUDGET, SCHEMA, Ask, Decision, Declined, NeedsConfirm
-from .projection import call_text, cut, cut_line, format_args, items_of, line, pick, project, target_words
+from .projection import call_text, cut, cut_line, format_args, items_of, line, pick, project, target_words, visible
 from .schemas import ArgumentError
 
 TEXT_BUDGET = 8_000  # characters of text a single-item or workflow answer aims for; some CLIs cut tool text at 10 KB
@@ -264,9 +264,36 @@ def workflow(text: str, structured: dict[str, Any], *, error: bool = False) -> t
     return _result(text, {**structured, "message": _first_line(text)}, error=error)
 
 
-def unknown_tool(name: str, close: list[str]) -> types.CallToolResult:
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return _result(f"Unknown tool {name!r}.{hint}", error=True)
+def unknown_tool(name: str, close: list[str]) -> MCPError:
+    """The protocol error for a tool no setting would load (both eras' spec, server/tools "Error Handling": an
+    unknown tool is a JSON-RPC error -32602, e.g. "Unknown tool: invalid_tool_name"); `data` names the tool and
+    the close matches this server offers. Raised, not returned: it is not a tool result."""
+    shown = cut(visible(name), 80)
+    hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+    return MCPError(types.INVALID_PARAMS, f"Unknown tool: {shown}{hint}", {"tool": shown, "did_you_mean": close})
+
+
+WHY_NOT_LOADED = {
+    "toolset": "its toolset `{toolset}` is not loaded: restart the server with SYSTEME_TOOLSETS={toolsets} "
+    "(or --toolsets {toolsets})",
+    "backend": "its toolset `{toolset}` applies to other backends ({backends}) only, not to this one ({backend}); "
+    "SYSTEME_BACKEND / --backend and that backend's key choose it",
+    "read_only": "the server runs read-only (--read-only / SYSTEME_READ_ONLY), which loads only reads: restart it "
+    "without that to write",
+    "profile": "the discover profile (--profile discover / SYSTEME_PROFILE) lists three tools: run it as "
+    'call_tool(name="{tool}", arguments={{...}})',
+}
+
+
+def not_loaded(facts: dict[str, Any]) -> types.CallToolResult:
+    """A tool that exists but this server does not offer (`registry.NotLoaded` as a dict): why, and the setting
+    that loads it. A tool execution error, so the model can pass on what the user has to change."""
+    why = "; and ".join(WHY_NOT_LOADED[r].format(**facts) for r in facts["reasons"])
+    text = f"{facts['tool']} exists but is not loaded on this server: {why}. Nothing was sent."
+    structured: dict[str, Any] = {"message": text, "error": {"kind": "not_loaded", **facts}}
+    if facts["writes"]:  # a write says its outcome, refusals included
+        structured["outcome"] = OutcomeKind.NOT_APPLIED.value
+    return _result(text, structured, error=True)
 
 
 def internal_error(name: str, exc: BaseException) -> types.CallToolResult:

@@ -7,6 +7,7 @@ One Runtime (one HTTP client, one rate limiter) serves every session of the proc
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from . import __version__, answers, prompts, resources
 from .config import Settings
-from .registry import registry_for
+from .registry import not_loaded, registry_for
 from .runtime import CallContext, Runtime, open_runtime
 
 log = logging.getLogger("systeme_mcp.server")
@@ -60,7 +61,11 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
     ) -> types.CallToolResult | types.InputRequiredResult:
         tool = registry.get(params.name)
         if tool is None:
-            return answers.unknown_tool(params.name, difflib.get_close_matches(params.name, registry, n=3))
+            unloaded = not_loaded(params.name, runtime.settings, runtime.catalog)
+            if unloaded is None:  # no setting would load it: the protocol error the spec defines
+                close = difflib.get_close_matches(params.name, registry, n=3)
+                raise answers.unknown_tool(runtime.client.scrub(params.name), close)
+            return answers.sealed(answers.not_loaded(dataclasses.asdict(unloaded)), runtime.client.scrub)
         arguments: dict[str, Any] = dict(params.arguments or {})
         try:
             answer = await tool.handler(CallContext(runtime, ctx, params), arguments)
