@@ -121,9 +121,12 @@ class BulkTool:
             query[name] = [args[source]] if listing.params[name].type == "integer_list" else args[source]
         members: set[int] = set()
         complete = True
+        pages = 0
         async for page in ctx.client.pages(listing, query, MEMBER_PAGES):
             members |= {v for v in (pick(i, t.member_id) for i in page.items) if isinstance(v, int)}
-            complete = not page.has_more
+            complete, pages = not page.has_more, pages + 1
+            if not complete and ctx.log_due():
+                await ctx.log("info", f"{t.tool}: finding contacts already {t.state} ({pages} pages read)")
         return members, complete
 
     # ------------------------------------------------------------------ the call
@@ -155,7 +158,6 @@ class BulkTool:
         fixed = {n: args[n] for n in t.target_args if n in args}
         queue = list(reversed(todo))
         total = len(todo)
-        step = max(1, total // 10)
         settled = 0
 
         async def one(cid: int) -> None:
@@ -176,9 +178,12 @@ class BulkTool:
             else:
                 tally.changed.append(cid)
             settled += 1
-            await ctx.progress(settled, total, f"{settled}/{total} ({tally.counts()})")
-            if settled % step == 0 and settled < total:
-                await ctx.log("info", f"{t.tool}: {settled}/{total} done ({tally.counts()})")
+            # this contact's count, read before any await: workers finishing together each report their own,
+            # and at most one of them the log line due now
+            done, counts, due = settled, tally.counts(), settled < total and ctx.log_due()
+            await ctx.progress(done, total, f"{done}/{total} ({counts})")
+            if due:
+                await ctx.log("info", f"{t.tool}: {done}/{total} done ({counts})")
 
         async def worker() -> None:
             while queue:

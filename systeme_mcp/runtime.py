@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from .projection import cut, visible
 log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+LOG_EVERY = 5.0  # seconds of the runtime's clock between two "how far it got" log lines of one long call
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Runtime:
     client: SystemeClient
     sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
     log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
+    clock: Callable[[], float] = time.monotonic  # monotonic seconds (tests: a virtual clock)
 
 
 @asynccontextmanager
@@ -57,7 +60,7 @@ async def open_runtime(
     timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
     client = SystemeClient(settings, transport=transport, **timing)
     try:
-        yield Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
+        yield Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox, clock=clock or time.monotonic)
     finally:
         await client.aclose()
 
@@ -69,6 +72,7 @@ class CallContext:
         self.runtime = runtime
         self.request = request  # the SDK's ServerRequestContext (None when called outside MCP)
         self.params = params  # the tools/call params (input_responses on a modern retry)
+        self._next_log = runtime.clock() + LOG_EVERY
 
     @property
     def client(self) -> SystemeClient:
@@ -88,6 +92,16 @@ class CallContext:
     def _clean(self, message: str) -> str:
         """A notification's text as answers are: secrets out first, invisible characters shown, bounded."""
         return cut(visible(self.client.scrub(message)), NOTICE_CHARS)
+
+    def log_due(self) -> bool:
+        """Whether long work should log how far it got now: true at most once per `LOG_EVERY` seconds of the
+        runtime's clock (the first `LOG_EVERY` after the call began). Answering true claims the moment, so of
+        concurrent workers asking at once one logs it: each line once, at a steady interval."""
+        now = self.runtime.clock()
+        if now < self._next_log:
+            return False
+        self._next_log = now + LOG_EVERY
+        return True
 
     async def log(self, level: types.LoggingLevel, message: str) -> None:
         """A log message to the client (where the client receives logs) and to stderr."""
