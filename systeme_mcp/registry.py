@@ -88,7 +88,7 @@ class NotLoaded:
     --toolsets value that would load it; `backends`: those its toolset applies to (all: empty); `writes`: the tool
     is not read-only."""
 
-    tool: str
+    name: str
     toolset: str
     reasons: tuple[str, ...]
     toolsets: str

@@ -35,7 +35,7 @@ async def test_read_only_mode_names_itself_when_a_write_is_called(mcp: Client, s
     before = requests_seen(sandbox)
     result = await mcp.call_tool("create_tag", {"name": "vip"})
     error = _refusal(result)
-    assert (error["tool"], error["toolset"], error["reasons"]) == ("create_tag", "tags", ["read_only"])
+    assert (error["name"], error["toolset"], error["reasons"]) == ("create_tag", "tags", ["read_only"])
     assert error["writes"] is True
     assert result.structured_content is not None and result.structured_content["outcome"] == "not_applied"
     assert requests_seen(sandbox) == before, "nothing was sent"
@@ -91,7 +91,7 @@ async def test_an_unknown_tool_is_the_protocol_error_with_close_matches(mcp: Cli
         await mcp.call_tool("create_tga", {"name": "vip"})
     error = refused.value.error
     assert error.code == types.INVALID_PARAMS
-    assert error.data["tool"] == "create_tga" and "create_tag" in error.data["did_you_mean"]
+    assert error.data["name"] == "create_tga" and "create_tag" in error.data["did_you_mean"]
     assert error.message.startswith("Unknown tool: create_tga")  # the wording of both eras' spec example
     with pytest.raises(MCPError) as nothing_close:
         await mcp.call_tool("zzzzzz", {})
@@ -107,6 +107,6 @@ async def test_a_long_or_invisible_unknown_name_is_bounded_and_shown(mcp: Client
         with pytest.raises(MCPError) as refused:
             await mcp.call_tool(name, {})
         error = refused.value.error
-        assert error.code == types.INVALID_PARAMS and len(error.data["tool"]) < 100 and len(error.message) < 200
-        assert "\u202e" not in error.message + error.data["tool"]
-    assert error.data["tool"].endswith("[+500 chars]"), "a cut says how much it left out"
+        assert error.code == types.INVALID_PARAMS and len(error.data["name"]) < 100 and len(error.message) < 200
+        assert "\u202e" not in error.message + error.data["name"]
+    assert error.data["name"].endswith("[+500 chars]"), "a cut says how much it left out"
