@@ -196,6 +196,7 @@ class Operation(_Strict):
     already: str = ""  # an API error text meaning "this already happened" (after an ambiguous attempt)
     not_configured: NotConfiguredWhen | None = None
     unknown_hint: str = ""  # how to check a write whose outcome is unknown, where no `verify` read exists
+    changes: list[str] = []  # resource URIs a write may change ({argument} placeholders): see subscriptions.py
 
     @property
     def is_list(self) -> bool:

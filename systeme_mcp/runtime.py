@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -17,6 +17,7 @@ from .catalog import Catalog, load_catalog
 from .client import SystemeClient
 from .config import Settings
 from .projection import cut, visible
+from .subscriptions import Subscriptions
 
 log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
@@ -34,6 +35,7 @@ class Runtime:
     sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
     log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
     clock: Callable[[], float] = time.monotonic  # monotonic seconds (tests: a virtual clock)
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)  # who watches which resource
 
 
 @asynccontextmanager

@@ -84,6 +84,16 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
 
         return handler
 
+    async def subscribe(ctx: ServerRequestContext[Runtime], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        runtime.subscriptions.subscribe(ctx.session, params.uri)
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        ctx: ServerRequestContext[Runtime], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        runtime.subscriptions.unsubscribe(ctx.session, params.uri)
+        return types.EmptyResult()
+
     async def set_level(ctx: ServerRequestContext[Runtime], params: types.SetLevelRequestParams) -> types.EmptyResult:
         runtime.log_level = params.level
         return types.EmptyResult()
@@ -99,6 +109,10 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         on_list_resources=bound(resources.list_resources),
         on_list_resource_templates=bound(resources.list_resource_templates),
         on_read_resource=bound(resources.read_resource),
+        # resource updates: 2025-11-25 sessions subscribe per URI; 2026-07-28 clients listen (subscriptions.py)
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
+        on_subscriptions_listen=runtime.subscriptions.listen,
         on_list_prompts=bound(prompts.list_prompts),
         on_get_prompt=bound(prompts.get_prompt),
         on_completion=bound(prompts.complete),

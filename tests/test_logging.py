@@ -4,45 +4,21 @@ pacing share it, so a long bulk call takes no wall-clock time)."""
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from itertools import pairwise
 from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from mcp import Client, types
 
-from systeme_mcp.runtime import LOG_EVERY, Runtime, open_runtime
+from systeme_mcp.runtime import LOG_EVERY, open_runtime
 from systeme_mcp.server import create_server
-from systeme_mcp.transport import http_app
 
 from .conftest import ERAS, sandbox_settings
-from .helpers import RawApi, VirtualClock
+from .helpers import RawApi, VirtualClock, session
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def _session(runtime: Runtime, era: str, transport: str, **options: Any) -> AsyncIterator[Client]:
-    """A client session on the server over `transport`: in memory, or Streamable HTTP on 127.0.0.1."""
-    mode = "legacy" if era == "legacy" else "auto"
-    if transport == "memory":
-        async with Client(create_server(runtime), mode=mode, **options) as client:
-            yield client
-        return
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        port = int(sock.getsockname()[1])
-        app = http_app(create_server(runtime), runtime.settings.model_copy(update={"port": port}))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode, **options) as client:
-                yield client
-            server.should_exit = True
 
 
 @pytest.mark.parametrize("transport", ["memory", "http"])
@@ -70,7 +46,7 @@ async def test_a_long_bulk_call_logs_each_line_once_at_a_steady_interval(era: st
     arguments = {"contact_ids": ids, "tag_id": tag["id"], "dry_run": False}
     async with (
         open_runtime(settings, sandbox=sandbox, sleep=clock.sleep, clock=clock) as runtime,
-        _session(runtime, era, transport, log_level="info", logging_callback=on_log) as client,
+        session(runtime, era, transport, log_level="info", logging_callback=on_log) as client,
     ):
         started = clock()
         with anyio.fail_after(60):
