@@ -198,8 +198,33 @@ async def test_other_news_reaches_watchers_through_notify_updated(runtime: Runti
         await runtime.subscriptions.notify_updated(job)
         await updates.wait_for(job)
     assert updates.uris == [job]
+    await _forgotten(runtime)
     await runtime.subscriptions.notify_updated(job)  # nobody watches now: nothing to do, nothing fails
-    assert runtime.subscriptions.watched() == set()
+
+
+async def _forgotten(runtime: Runtime) -> None:
+    """Until nothing is watched any more (a closed stream or session is torn down on the server's side)."""
+    with anyio.fail_after(10):
+        while runtime.subscriptions.watched():
+            await anyio.wait_all_tasks_blocked()  # let the server side run its teardown
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_session_that_ends_is_forgotten(runtime: Runtime, era: str, transport: str) -> None:
+    """2025-11-25: a session that ends without unsubscribing; 2026-07-28: a listen stream that closes."""
+    updates = Updates()
+    async with client_of(runtime, era, transport, updates) as client:
+        if era == "legacy":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                await client.subscribe_resource(TAGS)
+            assert runtime.subscriptions.watched() == {TAGS}
+        else:
+            async with client.listen(resource_subscriptions=[TAGS]):
+                assert runtime.subscriptions.watched() == {TAGS}
+            await _forgotten(runtime)
+    await _forgotten(runtime)
 
 
 @pytest.mark.parametrize("era", ERAS)
