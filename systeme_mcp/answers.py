@@ -275,11 +275,6 @@ def workflow(text: str, structured: dict[str, Any], *, error: bool = False) -> t
     return _result(text, {**structured, "message": _first_line(text)}, error=error)
 
 
-def unknown_tool(name: str, close: list[str]) -> types.CallToolResult:
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return _result(f"Unknown tool {name!r}.{hint}", error=True)
-
-
 def internal_error(name: str, exc: BaseException) -> types.CallToolResult:
     """A bug, not a user error: said without internals, and the write's outcome plainly unknown."""
     return _result(

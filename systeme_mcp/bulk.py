@@ -125,9 +125,12 @@ class BulkTool:
             query[name] = [args[source]] if listing.params[name].type == "integer_list" else args[source]
         members: set[int] = set()
         complete = True
+        pages = 0
         async for page in ctx.client.pages(listing, query, MEMBER_PAGES):
             members |= {v for v in (pick(i, t.member_id) for i in page.items) if isinstance(v, int)}
-            complete = not page.has_more
+            complete, pages = not page.has_more, pages + 1
+            if not complete and ctx.log_due():
+                await ctx.log("info", f"{t.tool}: finding contacts already {t.state} ({pages} pages read)")
         return members, complete
 
     # ------------------------------------------------------------------ the call

@@ -24,6 +24,7 @@ from .catalog import Operation
 from .policy import READ_BACK_PAGES
 from .projection import pick
 from .runtime import CallContext
+from .subscriptions import changed_uris
 from .wire import RequestPlan, build_request
 
 
@@ -84,7 +85,15 @@ def failed(op: Operation, exc: errors.SystemeError) -> Outcome:
 
 
 async def execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan | None = None) -> Outcome:
-    """Send one validated call of `op` under the exactly-once rules; never raises a SystemeError."""
+    """Send one validated call of `op` under the exactly-once rules; never raises a SystemeError. A write that
+    may have applied (any outcome but not_applied) is announced to the sessions watching what it changes."""
+    outcome = await _execute(ctx, op, args, plan)
+    if not op.read_only and outcome.kind != OutcomeKind.NOT_APPLIED:
+        await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args))
+    return outcome
+
+
+async def _execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan | None) -> Outcome:
     plan = plan or build_request(op, args)
     deadline = ctx.client.deadline()
     try:

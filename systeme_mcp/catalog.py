@@ -202,6 +202,7 @@ class Operation(_Strict):
     unknown_hint: str = ""  # how to check a write whose outcome is unknown, where no `verify` read exists
     audience: Audience | None = None  # who the call reaches, named in its confirmation and dry run
     before: list[Step] = []  # declared writes run first (declarations.py)
+    changes: list[str] = []  # resource URIs a write may change ({argument} placeholders): see subscriptions.py
 
     @property
     def is_list(self) -> bool:
@@ -209,8 +210,7 @@ class Operation(_Strict):
 
     @property
     def shape_name(self) -> str | None:
-        name = self.result.removesuffix("[]")
-        return None if name == "none" else name
+        return None if (name := self.result.removesuffix("[]")) == "none" else name
 
     @property
     def read_only(self) -> bool:

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("SYSTEME_ALLOWED_HOSTS", "allowed_hosts")
     )  # public host names HTTP clients use (Host / Origin allow-list), besides the loopback names
+    sessions_per_client: int | None = Field(
+        None, ge=1, le=100_000, validation_alias=_env("SYSTEME_SESSIONS_PER_CLIENT", "sessions_per_client")
+    )  # 2025-11-25 HTTP sessions one client address may hold at once (unset: session_limits.PER_CLIENT_SESSIONS)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "WARNING", validation_alias=_env("SYSTEME_LOG_LEVEL", "log_level")
     )

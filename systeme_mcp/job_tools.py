@@ -119,7 +119,10 @@ async def follow(ctx: CallContext, job_id: str, until: float) -> Job | None:
         done = settled(counts)
         if done != reported:
             reported = done
-            await ctx.progress(done, job.total or None, f"{done}/{job.total} ({counts_text(counts)})")
+            words = f"{done}/{job.total} ({counts_text(counts)})"
+            await ctx.progress(done, job.total or None, words)
+            if not job.finished and ctx.log_due():  # long work logs how far it got at a steady interval
+                await ctx.log("info", f"{job.kind}: {done}/{job.total} done ({counts_text(counts)})")
         left = until - anyio.current_time()
         if job.finished or left <= 0:
             return job

@@ -3,6 +3,7 @@ the tests. Built once per catalog (cached), then filtered by toolsets and read-o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 from .bulk import bulk_tools
@@ -88,3 +89,44 @@ def registry_for(settings: Settings, catalog: Catalog | None = None) -> dict[str
     every = full_registry(catalog or load_catalog())
     chosen = select(every, settings.toolsets, settings.read_only, settings.resolved_backend)
     return discovery_tools(chosen, every) if settings.profile == "discover" else chosen
+
+
+@dataclass(frozen=True)
+class NotLoaded:
+    """A tool that exists but this server does not offer, and why: `reasons` holds `toolset` (its toolset is not
+    chosen), `backend` (its toolset applies to other backends only), `read_only` (it writes; the server is
+    read-only), `profile` (the discover profile reaches it through call_tool). `toolsets`: the SYSTEME_TOOLSETS /
+    --toolsets value that would load it; `backends`: those its toolset applies to (all: empty); `writes`: the tool
+    is not read-only."""
+
+    name: str
+    toolset: str
+    reasons: tuple[str, ...]
+    toolsets: str
+    backend: str
+    backends: str
+    writes: bool
+
+
+def not_loaded(name: str, settings: Settings, catalog: Catalog | None = None) -> NotLoaded | None:
+    """Why the tool `name` is not offered with these settings; None if it is, or if no tool has that name."""
+    every = full_registry(catalog or load_catalog())
+    tool = every.get(name)
+    if tool is None:
+        return None
+    backend = settings.resolved_backend
+    chosen = chosen_toolsets(sorted({t.toolset for t in every.values()}), settings.toolsets, backend)
+    reasons: list[str] = []
+    if tool.toolset not in chosen:
+        elsewhere = backend not in BACKEND_TOOLSETS.get(tool.toolset, (backend,))
+        reasons.append("backend" if elsewhere else "toolset")
+    if settings.read_only and not tool.read_only:
+        reasons.append("read_only")
+    if not reasons and settings.profile == "discover":
+        reasons.append("profile")
+    if not reasons:
+        return None
+    named = [t for t in settings.toolsets or [DEFAULT] if t != tool.toolset]
+    backends = ", ".join(BACKEND_TOOLSETS.get(tool.toolset, ()))
+    toolsets = ",".join([*named, tool.toolset])
+    return NotLoaded(name, tool.toolset, tuple(reasons), toolsets, backend, backends, not tool.read_only)

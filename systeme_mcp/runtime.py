@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -17,10 +18,12 @@ from .catalog import Catalog, load_catalog
 from .client import SystemeClient
 from .config import Settings
 from .projection import cut, visible
+from .subscriptions import Subscriptions
 
 log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+LOG_EVERY = 5.0  # seconds of the runtime's clock between two "how far it got" log lines of one long call
 
 
 @dataclass
@@ -33,6 +36,8 @@ class Runtime:
     sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
     log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
     jobs: Any = None  # the JobRunner (jobs.py) running this process's durable jobs
+    clock: Callable[[], float] = time.monotonic  # monotonic seconds (tests: a virtual clock)
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)  # who watches which resource
 
 
 @asynccontextmanager
@@ -62,7 +67,7 @@ async def open_runtime(
     from .jobstore import open_store  # imported here, beside it: the store is the runner's
 
     store = open_store(settings.store_url)
-    runtime = Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox)
+    runtime = Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox, clock=clock or time.monotonic)
     runtime.jobs = JobRunner(runtime, store)
     try:
         async with anyio.create_task_group() as tg:
@@ -88,6 +93,7 @@ class CallContext:
         self.started = anyio.current_time() if request is not None else 0.0
         self.job_id: str | None = None  # the durable job this call started, once it has
         self.awaiting_user = False  # a question to the user is open: the call budget waits for the answer
+        self._next_log = runtime.clock() + LOG_EVERY
 
     @property
     def client(self) -> SystemeClient:
@@ -107,6 +113,16 @@ class CallContext:
     def _clean(self, message: str) -> str:
         """A notification's text as answers are: secrets out first, invisible characters shown, bounded."""
         return cut(visible(self.client.scrub(message)), NOTICE_CHARS)
+
+    def log_due(self) -> bool:
+        """Whether long work should log how far it got now: true at most once per `LOG_EVERY` seconds of the
+        runtime's clock (the first `LOG_EVERY` after the call began). Answering true claims the moment, so of
+        concurrent workers asking at once one logs it: each line once, at a steady interval."""
+        now = self.runtime.clock()
+        if now < self._next_log:
+            return False
+        self._next_log = now + LOG_EVERY
+        return True
 
     async def log(self, level: types.LoggingLevel, message: str) -> None:
         """A log message to the client (where the client receives logs) and to stderr."""

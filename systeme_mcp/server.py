@@ -7,6 +7,7 @@ One Runtime (one HTTP client, one rate limiter) serves every session of the proc
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,10 +18,11 @@ from mcp import types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
-from . import __version__, answers, budget, prompts, resources
+from . import __version__, answers, budget, prompts, refusals, resources
 from .budget import within_budget
 from .config import Settings
-from .registry import full_registry, registry_for
+from .job_resources import job_uri
+from .registry import full_registry, not_loaded, registry_for
 from .runtime import CallContext, Runtime, open_runtime
 from .tools import ToolDef
 
@@ -67,6 +69,12 @@ def activate_jobs(runtime: Runtime) -> None:
     kinds: dict[str, Any] = {name: t.job_kind for name, t in every.items() if t.job_kind is not None}
     runtime.jobs.activate({**kinds, budget.KIND: budget.CallKind(rerun)})
 
+    async def announce(job_id: str) -> None:  # subscribers of systeme://jobs/{id} hear as it progresses
+        await runtime.subscriptions.notify_updated(job_uri(job_id))
+
+    if not runtime.jobs.on_update:  # once per runtime, however many servers share it
+        runtime.jobs.on_update.append(announce)
+
 
 def create_server(runtime: Runtime) -> Server[Runtime]:
     """A low-level MCP Server over `runtime`; every session shares the runtime."""
@@ -88,7 +96,11 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
     ) -> types.CallToolResult | types.InputRequiredResult:
         tool = registry.get(params.name)
         if tool is None:
-            return answers.unknown_tool(params.name, difflib.get_close_matches(params.name, registry, n=3))
+            unloaded = not_loaded(params.name, runtime.settings, runtime.catalog)
+            if unloaded is None:  # no setting would load it: the protocol error the spec defines
+                close = difflib.get_close_matches(params.name, registry, n=3)
+                raise refusals.unknown_tool(runtime.client.scrub(params.name), close)
+            return answers.sealed(refusals.not_loaded(dataclasses.asdict(unloaded)), runtime.client.scrub)
         arguments: dict[str, Any] = dict(params.arguments or {})
         call = CallContext(runtime, ctx, params)
         return answers.sealed(await within_budget(call, tool, arguments, run(tool)), runtime.client.scrub)
@@ -102,6 +114,16 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
             return await extension(runtime, params)
 
         return handler
+
+    async def subscribe(ctx: ServerRequestContext[Runtime], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        runtime.subscriptions.subscribe(ctx.session, params.uri)
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        ctx: ServerRequestContext[Runtime], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        runtime.subscriptions.unsubscribe(ctx.session, params.uri)
+        return types.EmptyResult()
 
     async def set_level(ctx: ServerRequestContext[Runtime], params: types.SetLevelRequestParams) -> types.EmptyResult:
         runtime.log_level = params.level
@@ -118,6 +140,10 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         on_list_resources=bound(resources.list_resources),
         on_list_resource_templates=bound(resources.list_resource_templates),
         on_read_resource=bound(resources.read_resource),
+        # resource updates: 2025-11-25 sessions subscribe per URI; 2026-07-28 clients listen (subscriptions.py)
+        on_subscribe_resource=subscribe,
+        on_unsubscribe_resource=unsubscribe,
+        on_subscriptions_listen=runtime.subscriptions.listen,
         on_list_prompts=bound(prompts.list_prompts),
         on_get_prompt=bound(prompts.get_prompt),
         on_completion=bound(prompts.complete),

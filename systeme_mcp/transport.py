@@ -158,7 +158,8 @@ def http_app(server: Any, settings: Settings) -> ASGIApp:
         session_idle_timeout=guard.SESSION_IDLE_TIMEOUT,
         max_sessions=guard.MAX_SESSIONS,
     )
-    app = SessionsPerClient(app, idle=guard.SESSION_IDLE_TIMEOUT, limit=PER_CLIENT_SESSIONS)
+    limit = settings.sessions_per_client or PER_CLIENT_SESSIONS
+    app = SessionsPerClient(app, idle=guard.SESSION_IDLE_TIMEOUT, limit=limit)
     return guard.BearerTokenGuard(app, token) if token else app
 
 

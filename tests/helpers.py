@@ -3,12 +3,19 @@ accessors."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
-from mcp import types
+import uvicorn
+from mcp import Client, types
+
+from systeme_mcp.runtime import Runtime
+from systeme_mcp.server import create_server
+from systeme_mcp.transport import http_app
 
 
 class RawApi:
@@ -132,3 +139,29 @@ INIT = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
 }
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@asynccontextmanager
+async def serving_http(runtime: Runtime) -> AsyncIterator[str]:
+    """The server over `runtime` on Streamable HTTP at 127.0.0.1 (a free port), as in production; its URL."""
+    # bound and listening before uvicorn starts: early connections wait in the backlog, no readiness polling
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = int(sock.getsockname()[1])
+        app = http_app(create_server(runtime), runtime.settings.model_copy(update={"port": port}))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            yield f"http://127.0.0.1:{port}/mcp"
+            server.should_exit = True
+
+
+@asynccontextmanager
+async def session(runtime: Runtime, era: str, transport: str, **options: Any) -> AsyncIterator[Client]:
+    """A client session on the server over `transport`: in memory, or Streamable HTTP on 127.0.0.1."""
+    mode = "legacy" if era == "legacy" else "auto"
+    if transport == "memory":
+        async with Client(create_server(runtime), mode=mode, **options) as client:
+            yield client
+        return
+    async with serving_http(runtime) as url, Client(url, mode=mode, **options) as client:
+        yield client

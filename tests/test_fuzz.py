@@ -33,7 +33,7 @@ import jsonschema
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from mcp import Client, types
+from mcp import Client, MCPError, types
 from pydantic import ValidationError
 
 from systeme_mcp.catalog import load_catalog
@@ -454,9 +454,11 @@ def _check_clear(h: Harness, tool: str, result: types.CallToolResult, tally: Tal
 async def _alive(h: Harness, tally: Tally, where: str) -> None:
     try:
         with anyio.fail_after(10):
-            # ping is legacy-only; an unknown tool is answered by the server's tools/call itself, sends nothing
-            answer = await h.client.call_tool(ALIVE_PROBE, {})
-        assert answer.is_error and "Unknown tool" in answer_text(answer)
+            # ping is legacy-only; an unknown tool is answered by the server's tools/call itself (the protocol
+            # error -32602), sends nothing
+            with pytest.raises(MCPError) as refused:
+                await h.client.call_tool(ALIVE_PROBE, {})
+        assert refused.value.error.code == types.INVALID_PARAMS
     except Exception as exc:
         tally.crashes += 1
         tally.failures.append(f"{where}: session stopped answering ({type(exc).__name__}: {exc})")

@@ -191,6 +191,13 @@ async def test_one_client_cannot_take_every_session(sandbox: Any, monkeypatch: p
         assert (await http.post(url, json=INIT, headers=ACCEPT)).status_code == 200  # a slot was freed
 
 
+async def test_the_per_client_cap_is_a_setting(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYSTEME_SESSIONS_PER_CLIENT", "3")
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+        opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(4)]
+        assert [a.status_code for a in opened] == [200, 200, 200, 503]
+
+
 async def test_a_burst_of_concurrent_opens_gets_no_more_than_the_cap(
     sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

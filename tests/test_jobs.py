@@ -4,6 +4,7 @@ running" is a fact of the test, not a race with the clock."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, types
 
 from systeme_mcp.runtime import Runtime, open_runtime
 from systeme_mcp.server import create_server
@@ -235,3 +236,25 @@ def test_job_answers_validate_against_every_output_schema() -> None:
             jsonschema.validate(job, tool.tool.output_schema)
             checked += 1
     assert checked > 50
+
+
+@pytest.mark.parametrize("era", ["modern", "legacy"])
+async def test_a_job_resource_tells_its_subscribers_as_it_progresses(
+    jobs_runtime: Runtime, api: RawApi, gate: Gate, era: str
+) -> None:
+    from .test_subscriptions import Updates, client_of, watching
+
+    tag_id = await new_tag(api, "watched-tag")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:20]
+    updates = Updates()
+    async with client_of(jobs_runtime, era, "memory", updates) as session:
+        job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+        uri = f"systeme://jobs/{job['job_id']}"
+        async with watching(session, era, updates, uri):
+            gate.opened.set()
+            await updates.wait_for(uri)
+            final = await until_finished(session, job["job_id"])
+        body = await session.read_resource(uri)
+    (content,) = body.contents
+    assert isinstance(content, types.TextResourceContents)
+    assert json.loads(content.text)["status"] == final["status"] == "done"
