@@ -65,6 +65,18 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--env-file", metavar="PATH", help="read settings from this .env file (default: none; or SYSTEME_ENV_FILE)"
     )
     p.add_argument("--backend", choices=["auto", "gateway", "direct", "sandbox"], help="force a backend")
+    p.add_argument(
+        "--call-budget",
+        type=float,
+        metavar="SECONDS",
+        help="a call still running after this long answers with a job that carries on (default 20; get_job checks it)",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="where durable jobs live: memory, or sqlite:///ABSOLUTE/PATH (default: memory with the sandbox, else a "
+        "file in ~/.local/state/systeme-mcp)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (WARNING)")
     return p
 

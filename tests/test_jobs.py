@@ -258,3 +258,35 @@ async def test_a_job_resource_tells_its_subscribers_as_it_progresses(
     (content,) = body.contents
     assert isinstance(content, types.TextResourceContents)
     assert json.loads(content.text)["status"] == final["status"] == "done"
+
+
+def contact_reads(request: httpx2.Request) -> bool:
+    return request.method == "GET" and request.url.path.rstrip("/").endswith("/contacts")
+
+
+async def test_a_read_past_its_budget_is_run_again_after_a_restart_and_a_write_is_not(
+    sandbox: Any, api: RawApi, tmp_path: Path
+) -> None:
+    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
+    contact_id = (await api.all_items("/api/contacts"))[0]["id"]
+    tag_id = await new_tag(api, "interrupted")
+    gate = Gate(sandbox.transport(), lambda r: contact_reads(r) or tag_posts(r))
+    gate.expect = 2
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
+        session = Client(create_server(first_life), cache=None)
+        async with session:
+            read = await structured(session, "find_contacts", email_domain="acme.test")
+            write = await structured(session, "add_tag_to_contact", contact_id=contact_id, tag_id=tag_id)
+            assert read["kind"] == write["kind"] == "call" and read["status"] == write["status"] == "running"
+            with anyio.fail_after(10):
+                await gate.arrived.wait()  # both still held when the server stops
+    async with open_runtime(settings, sandbox=sandbox) as second_life:
+        session = Client(create_server(second_life), cache=None)
+        async with session:
+            found = await until_finished(session, read["job_id"])
+            lost = await until_finished(session, write["job_id"])
+    acme = {c["id"] for c in await api.all_items("/api/contacts") if c["email"].endswith("@acme.test")}
+    assert found["status"] == "done" and found["total"] == len(acme) and found["complete"]
+    assert {i["id"] for i in found["items"]} <= acme and found["items"]
+    assert lost["status"] == "done" and lost["outcome"] == "unknown"  # said, never sent twice (nor once here)
+    assert contact_id not in await tagged(api, tag_id)
