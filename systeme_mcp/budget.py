@@ -76,7 +76,9 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
         assert job is not None
         return await job_answer(jobs, job)
     ctx.request = None  # detached: progress and logs of the rest go to the server log only
-    job = await jobs.adopt(KIND, {"tool": name, "arguments": arguments, "read_only": read_only}, scope)
+    # a write is never run again, so its arguments (a webhook secret, say) are not kept; a read's are, to re-run it
+    kept = {"tool": name, "arguments": arguments if read_only else {}, "read_only": read_only}
+    job = await jobs.adopt(KIND, kept, scope)
 
     async def settle() -> None:
         await done.wait()

@@ -123,3 +123,9 @@ def test_the_store_setting_is_checked_at_start() -> None:
     assert Settings().store_url == "memory"  # the embedded sandbox
     real = Settings(systeme_api_key="k" * 20).store_url
     assert real.startswith("sqlite:///") and real.endswith("/systeme-mcp/jobs.sqlite3")
+
+
+def test_an_sqlite_store_is_private_to_its_user(tmp_path: Path) -> None:
+    store = SqliteJobStore(tmp_path / "new" / "jobs.db")
+    assert (store.path.stat().st_mode & 0o777) == 0o600
+    assert (store.path.parent.stat().st_mode & 0o777) == 0o700
