@@ -10,8 +10,8 @@ and a caller with a deadline is refused at once (`WaitTooLong`) rather than held
 Background work (durable jobs, run inside `background()`) leaves `BACKGROUND_RESERVE` tokens to interactive
 calls: a job waits for the next refill when only the reserve is left, so a call made while it runs is sent at
 once instead of queueing behind the job; while the count is unknown a job sends one request at a time. The
-refill time the API states may be coarse (whole seconds), so the hold is shortened to what the refill rate
-measured over the previous hold says it takes to earn one more token.
+refill time the API states may be coarse (whole seconds), so the hold adapts: shorter (x0.75) while the count
+after a hold shows the reserve and a token more, twice as long when it does not, never past the stated time.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ class Pacer:
         self._background_until = 0.0  # background requests wait for a refill until then
         self._answered = anyio.Event()  # set (and replaced) at every answer
         self._probing = True  # the count is to be learnt: background work sends one request, then waits for it
-        self._hold: tuple[float, float] | None = None  # when the last background hold began, and the tokens left
-        self._token_rate: float | None = None  # tokens per second the bucket refills, as last measured
+        self._hold: float | None = None  # the length of the last background hold, until the next count shows
+        self._hold_next: float | None = None  # the next hold's length, as the counts after earlier ones taught
 
     async def acquire(self, deadline: float | None = None) -> None:
         """Wait while the budget is spent, then count one more request in flight. `deadline` (on the pacer's
@@ -114,11 +114,10 @@ class Pacer:
         left = self.remaining - self.in_flight
         if left >= 1 + BACKGROUND_RESERVE:
             return 0.0
-        hold = self.refill or PACER_PROBE_WAIT
-        if self._token_rate:  # learnt: hold until there is a token for one more request besides the reserve
-            hold = min(hold, max(MIN_HOLD, (2 + BACKGROUND_RESERVE - left) / self._token_rate))
+        stated = self.refill or PACER_PROBE_WAIT
+        hold = min(stated, self._hold_next or stated)
         self._background_until = now + hold
-        self._hold = (now, left)
+        self._hold = hold
         self.remaining, self._probing = None, True  # after the wait: one probe learns the new count
         return hold
 
@@ -145,11 +144,10 @@ class Pacer:
         if remaining is None:
             return
         self.remaining = remaining
-        if self._hold is not None:  # the first count after a background hold: how fast the bucket refills
-            started, left = self._hold
+        if self._hold is not None:  # the first count after a background hold: was it long enough?
+            enough = remaining >= 1 + BACKGROUND_RESERVE  # the probe left the reserve and one more
+            self._hold_next = max(MIN_HOLD, self._hold * 0.75) if enough else self._hold * 2
             self._hold = None
-            if now > started and remaining + 1 > left:
-                self._token_rate = (remaining + 1 - left) / (now - started)
         if remaining < 1 and refill is not None:
             self._blocked_until = max(self._blocked_until, now + refill)
             self.remaining = None

@@ -50,19 +50,25 @@ async def test_background_work_sends_one_request_while_the_count_is_unknown() ->
     assert order == ["probe", "second"]
 
 
-async def test_the_hold_shrinks_to_the_measured_refill_rate() -> None:
+async def test_the_hold_adapts_to_what_the_count_after_it_shows() -> None:
     clock = VirtualClock()
     pacer = Pacer(sleep=clock.sleep, clock=clock)
-    await pacer.acquire()
-    pacer.observe(headers(BACKGROUND_RESERVE), 200)
-    start = clock.now
-    with background():
-        await pacer.acquire()  # the first hold: the whole stated refill (1 s)
-        first = clock.now - start
-        pacer.observe(headers(9), 200)  # the bucket gained 8 tokens in that second: 8/s
-        for _ in range(9 - BACKGROUND_RESERVE):
-            await pacer.acquire()
-            pacer.observe(headers(int(pacer.remaining or 0) - 1), 200)
+    pacer.observe(headers(9), 200)  # the API states a refill time of 1 s
+
+    async def hold_then_probe(remaining_after: int) -> float:
+        """Spend the budget down to the reserve, hold, probe; the probe's answer shows `remaining_after`."""
+        pacer.remaining, pacer.in_flight = float(BACKGROUND_RESERVE), 0
         before = clock.now
-        await pacer.acquire()  # held again, now only for what two tokens take at 8/s
-    assert first == pytest.approx(1.0) and 0 < clock.now - before < 0.5
+        with background():
+            await pacer.acquire()
+        pacer.observe(headers(remaining_after), 200)
+        return clock.now - before
+
+    assert await hold_then_probe(9) == pytest.approx(1.0)  # the first: the whole stated refill time
+    assert await hold_then_probe(9) == pytest.approx(0.75)  # plenty was left: shorter
+    assert await hold_then_probe(9) == pytest.approx(0.5625)
+    assert await hold_then_probe(BACKGROUND_RESERVE) == pytest.approx(0.421875)  # too short: the reserve was hit
+    assert await hold_then_probe(9) == pytest.approx(0.84375)  # so twice as long
+    for _ in range(40):
+        await hold_then_probe(9)
+    assert await hold_then_probe(9) == pytest.approx(0.02, abs=1e-5)  # never below MIN_HOLD
