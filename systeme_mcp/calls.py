@@ -136,6 +136,9 @@ async def _find(ctx: CallContext, op: Operation, args: dict[str, Any], deadline:
     assert op.verify is not None
     check = ctx.catalog[op.verify.tool]
     check_args = {name: args[source] for name, source in op.verify.match.items() if source in args}
+    for name, value in check_args.items():  # one id given where the read takes a list of them
+        if check.params[name].type == "integer_list" and not isinstance(value, list):
+            check_args[name] = [value]
     pages = ctx.client.pages(check, check_args, READ_BACK_PAGES, deadline=deadline, shape=ctx.catalog.shape(check))
     async for page in pages:
         for item in page.items:
@@ -188,8 +191,9 @@ async def resume(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Outco
     """A write that was in flight when its runner stopped (a durable job resumed after a restart): it may or may
     not have been applied. Settled as a lost answer is: idempotent writes are sent again; otherwise read back
     where declared (found → applied, absent → sent), or resent where the API refuses a repeat as already done;
-    with neither, it stays unknown rather than risk a duplicate."""
-    if op.is_idempotent:
+    with neither, it stays unknown rather than risk a duplicate. A declared read-back comes first even for an
+    idempotent write: what is already there is not sent again."""
+    if op.is_idempotent and op.verify is None:
         outcome = await execute(ctx, op, args)
         if op.method == "DELETE" and isinstance(outcome.error, errors.NotFound):
             return Outcome(OutcomeKind.ALREADY_APPLIED, note="already gone (deleted before the restart)")
@@ -198,6 +202,8 @@ async def resume(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Outco
         try:
             found = await _find(ctx, op, args, ctx.client.deadline())
         except errors.SystemeError as exc:
+            if op.is_idempotent:  # unread, but repeating it is harmless
+                return await execute(ctx, op, args)
             return Outcome(OutcomeKind.UNKNOWN, error=exc)
         if found is not None:
             return Outcome(OutcomeKind.APPLIED, found if op.shape_name else None, note="confirmed by reading it back")
