@@ -57,7 +57,9 @@ async def in_process(contacts: int, rate: float) -> dict[str, Any]:
     sb, ids, tag_id = await prepare(contacts)
     limit = RateLimit(capacity=int(rate), refill_per_second=rate)
     with running(sb) as base:
-        settings = Settings(backend="direct", systeme_api_key=KEY, systeme_api_url=base, toolsets=["all"])
+        settings = Settings(
+            backend="direct", systeme_api_key=KEY, systeme_api_url=base, toolsets=["all"], store="memory"
+        )
         async with serving(settings) as server, Client(server, cache=None) as client:
             idle = [(await timed(client, "get_contact", {"contact_id": ids[i % 50]}))[0] for i in range(30)]
             sb.set_rate_limit(limit)

@@ -3,6 +3,7 @@ is read otherwise) and CLI flags (flags win, then the environment, then the file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -162,6 +163,17 @@ class Settings(BaseSettings):
         if self.resolved_backend == "sandbox":
             return "memory"
         return f"sqlite://{(default_state_dir() / 'jobs.sqlite3').as_posix()}"
+
+    @property
+    def account(self) -> str:
+        """Which account this server works on, as a short fingerprint (the backend, its base URL, the key, the Maton
+        connection; never the key itself): jobs are kept per account, so one store can serve several, and a job is
+        never resumed against another account."""
+        backend = self.resolved_backend
+        key = {"gateway": self.maton_api_key, "direct": self.systeme_api_key}.get(backend)
+        url = {"gateway": self.maton_gateway_url, "direct": self.systeme_api_url}.get(backend, "")
+        parts = [backend, url, key.get_secret_value() if key else "", self.maton_connection or ""]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
     @property
     def resolved_backend(self) -> Backend:

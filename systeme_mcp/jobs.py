@@ -111,6 +111,16 @@ class JobRunner:
         self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
 
     @property
+    def tenant(self) -> str:
+        """The account whose jobs this runner runs and shows (`Settings.account`)."""
+        return self.runtime.settings.account
+
+    async def get(self, job_id: str) -> Job | None:
+        """A job of this runner's account (another account's job is as good as absent)."""
+        job = await self.store.get(job_id)
+        return job if job is not None and job.tenant == self.tenant else None
+
+    @property
     def lease(self) -> float:
         return self.runtime.settings.job_lease
 
@@ -151,7 +161,7 @@ class JobRunner:
                 scope.cancel()
             elif job.cancel_requested and job_id not in self.cancelling:
                 self.cancel_locally(job_id)
-        for job in await self.store.jobs("running", limit=1000):
+        for job in await self.store.jobs("running", limit=1000, tenant=self.tenant):
             orphaned = job.id not in self._local and job.kind in self.kinds and job.lease_until <= now
             if orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
                 log.warning("job %s (%s): resuming", job.id, job.kind)
@@ -173,6 +183,7 @@ class JobRunner:
             updated=now,
             owner=self.owner,
             lease_until=now + self.lease,
+            tenant=self.tenant,
         )
         await self.store.create(job, keys)
         self._launch(job)
@@ -219,6 +230,7 @@ class JobRunner:
         `finish` it when the work ends, then `release_adopted`."""
         now = self._clock()
         job = Job(new_job_id(), kind, args, 0, now, updated=now, owner=self.owner, lease_until=now + self.lease)
+        job.tenant = self.tenant
         await self.store.create(job, [])
         self._local[job.id] = scope
         self._adopted.add(job.id)

@@ -290,3 +290,39 @@ async def test_a_read_past_its_budget_is_run_again_after_a_restart_and_a_write_i
     assert {i["id"] for i in found["items"]} <= acme and found["items"]
     assert lost["status"] == "done" and lost["outcome"] == "unknown"  # said, never sent twice (nor once here)
     assert contact_id not in await tagged(api, tag_id)
+
+
+async def test_a_job_belongs_to_its_account_and_is_resumed_only_by_it(
+    sandbox: Any, api: RawApi, tmp_path: Path
+) -> None:
+    def account(key: str) -> Any:
+        return sandbox_settings(
+            backend="direct",
+            systeme_api_key=key,
+            systeme_api_url=sandbox.base_url,
+            toolsets=["all"],
+            call_budget=BUDGET,
+            store=f"sqlite://{tmp_path / 'shared.db'}",
+        )
+
+    tag_id = await new_tag(api, "mine")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:10]
+    gate = Gate(sandbox.transport(), tag_posts)
+    async with open_runtime(account("key-of-account-one"), transport=gate) as first:
+        session = Client(create_server(first), cache=None)
+        async with session:
+            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+            assert job["status"] == "running"
+    async with open_runtime(account("key-of-account-two"), transport=sandbox.transport()) as other:
+        session = Client(create_server(other), cache=None)
+        async with session:
+            await other.jobs._round()  # its maintenance round: it must leave the other account's job alone
+            assert (await structured(session, "list_jobs"))["items"] == []
+            assert (await session.call_tool("get_job", {"job_id": job["job_id"]})).is_error
+            assert (await session.call_tool("cancel_job", {"job_id": job["job_id"]})).is_error
+    assert await tagged(api, tag_id) == set()
+    async with open_runtime(account("key-of-account-one"), transport=sandbox.transport()) as again:
+        session = Client(create_server(again), cache=None)
+        async with session:
+            final = await until_finished(session, job["job_id"])
+    assert final["status"] == "done" and await tagged(api, tag_id) == set(ids)
