@@ -3,6 +3,10 @@ protocol eras (2026-07-28 "modern" and the 2025-11-25 handshake "legacy")."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +19,10 @@ from systeme_mcp.runtime import Runtime, open_runtime
 from systeme_mcp.server import create_server
 
 ERAS = ["modern", "legacy"]
+# A server on a real account keeps its jobs in the user's state directory (jobstore.default_state_dir): the tests'
+# servers, and the server processes they start, keep theirs in a directory of their own instead.
+os.environ["XDG_STATE_HOME"] = STATE_HOME = tempfile.mkdtemp(prefix="systeme-mcp-test-state-")
+atexit.register(shutil.rmtree, STATE_HOME, True)
 
 
 @pytest.fixture
