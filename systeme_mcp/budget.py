@@ -71,7 +71,8 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
     if done.is_set():
         return box.get("answer") or answers.internal_error(name, RuntimeError("the call ended without an answer"))
     if ctx.job_id is not None:  # it started a job: that is the answer, and the job goes on without this wait
-        scope.cancel()
+        # the call's own wait ends by the budget too: left to end, never cancelled (that would cancel its job)
+        ctx.request = None
         job = await jobs.store.get(ctx.job_id)
         assert job is not None
         return await job_answer(jobs, job)

@@ -294,8 +294,9 @@ def call_tool(chosen: dict[str, ToolDef], every: dict[str, ToolDef]) -> ToolDef:
         params = ctx.params
         if isinstance(params, types.CallToolRequestParams):
             params = params.model_copy(update={"name": name, "arguments": given})
+        ctx.params = params  # this call's own context (its budget, its job), now naming the target
         try:
-            return await target.handler(CallContext(ctx.runtime, ctx.request, params), given)
+            return await target.handler(ctx, given)
         except Exception as exc:  # a bug, not a user error: named after the tool that failed
             log.exception("tool %s failed (through call_tool)", name)
             return answers.internal_error(name, exc)

@@ -191,7 +191,8 @@ def job_tools() -> list[ToolDef]:
         if not jobs.cancel_locally(job.id):  # another process runs it (or ran it and died): it reads the flag
             job.cancel_requested = True
             await jobs.store.save(job)
-        latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget) or job
+        # waits for the writes in flight, but answers before the call budget would turn this call into a job
+        latest = await follow(ctx, job.id, ctx.started + 0.8 * ctx.runtime.settings.call_budget) or job
         return _with_outcome(
             await job_answer(jobs, latest, lead="Cancelled." if latest.finished else "Cancel asked."), "applied"
         )

@@ -326,3 +326,25 @@ async def test_a_job_belongs_to_its_account_and_is_resumed_only_by_it(
         async with session:
             final = await until_finished(session, job["job_id"])
     assert final["status"] == "done" and await tagged(api, tag_id) == set(ids)
+
+
+async def test_through_the_discover_profile_a_bulk_job_carries_on_past_the_budget(
+    sandbox: Any, api: RawApi, tmp_path: Path
+) -> None:
+    settings = sandbox_settings(toolsets=["all"], profile="discover", call_budget=BUDGET)
+    gate = Gate(sandbox.transport(), tag_posts)
+    tag_id = await new_tag(api, "discovered")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:20]
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as rt:
+        session = Client(create_server(rt), cache=None)
+        async with session:
+            arguments = {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}
+            job = await structured(session, "call_tool", name="bulk_add_tag", arguments=arguments)
+            assert job["status"] == "running" and job["kind"] == "bulk_add_tag"
+            gate.opened.set()
+            with anyio.fail_after(30):
+                while job["status"] == "running":
+                    await anyio.sleep(0.05)
+                    job = await structured(session, "call_tool", name="get_job", arguments={"job_id": job["job_id"]})
+    assert job["status"] == "done", job  # not cancelled when the first call's wait ended
+    assert await tagged(api, tag_id) == set(ids)
