@@ -110,6 +110,14 @@ async def follow(ctx: CallContext, job_id: str, until: float) -> Job | None:
     """Wait for a job until it finishes or `until` (anyio time), reporting its progress to the call's client
     each time it moves."""
     jobs = runner(ctx)
+    jobs.follow(job_id, ctx)
+    try:
+        return await _follow(ctx, jobs, job_id, until)
+    finally:
+        jobs.unfollow(job_id, ctx)
+
+
+async def _follow(ctx: CallContext, jobs: JobRunner, job_id: str, until: float) -> Job | None:
     reported = -1
     while True:
         job = await jobs.store.get(job_id)
@@ -119,10 +127,7 @@ async def follow(ctx: CallContext, job_id: str, until: float) -> Job | None:
         done = settled(counts)
         if done != reported:
             reported = done
-            words = f"{done}/{job.total} ({counts_text(counts)})"
-            await ctx.progress(done, job.total or None, words)
-            if not job.finished and ctx.log_due():  # long work logs how far it got at a steady interval
-                await ctx.log("info", f"{job.kind}: {done}/{job.total} done ({counts_text(counts)})")
+            await ctx.progress(done, job.total or None, f"{done}/{job.total} ({counts_text(counts)})")
         left = until - anyio.current_time()
         if job.finished or left <= 0:
             return job

@@ -85,6 +85,7 @@ class Work:
                     settled = Settled("failed", f"internal error ({type(exc).__name__}); report it")
                 await store.mark(job_id, item.key, "settled", settled.outcome, settled.reason, settled.data)
                 self.runner.touch(job_id)
+                await self.runner.log_progress(self.job)
 
         async with anyio.create_task_group() as tg:
             for _ in range(max(1, min(concurrency, len(queue)))):
@@ -109,6 +110,7 @@ class JobRunner:
         self._notified: dict[str, float] = {}
         self._ready = anyio.Event()
         self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
+        self._followers: dict[str, list[CallContext]] = {}  # calls waiting for a job, to log its progress to
 
     @property
     def tenant(self) -> str:
@@ -259,6 +261,26 @@ class JobRunner:
         return job_id in self._local
 
     # ------------------------------------------------------------------ watching
+    def follow(self, job_id: str, ctx: CallContext) -> None:
+        """`ctx` (a call waiting for the job) hears how far it got, at the call's steady log interval."""
+        self._followers.setdefault(job_id, []).append(ctx)
+
+    def unfollow(self, job_id: str, ctx: CallContext) -> None:
+        followers = self._followers.get(job_id, [])
+        if ctx in followers:
+            followers.remove(ctx)
+
+    async def log_progress(self, job: Job) -> None:
+        """Checked as each item settles, on the runtime's clock, so no interval passes unlogged while a call
+        follows the job (`CallContext.log_due`: at most one line per interval)."""
+        due = [ctx for ctx in self._followers.get(job.id, []) if ctx.log_due()]
+        if due:
+            counts = await self.store.counts(job.id)
+            done = _settled(counts)
+            shown = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k not in ("pending", "in_flight"))
+            for ctx in due:
+                await ctx.log("info", f"{job.kind}: {done}/{job.total} done ({shown})")
+
     def changed(self, job_id: str) -> anyio.Event:
         """An event set the next time the job progresses here."""
         return self._events.setdefault(job_id, anyio.Event())
