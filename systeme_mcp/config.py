@@ -22,6 +22,8 @@ MATON_GATEWAY_URL = "https://api.maton.ai"
 MATON_CTRL_URL = "https://api.maton.ai"
 LEGACY_MATON_GATEWAY_URL = "https://gateway.maton.ai"
 LEGACY_MATON_CTRL_URL = "https://ctrl.maton.ai"
+MIN_STATE_KEY_CHARS = 32  # each key of SYSTEME_STATE_SECRET: the SDK's AES-GCM codec wants 32 bytes of randomness
+SHARED_STORES = ("redis://", "rediss://")  # stores a fleet of replicas shares: they must share the state key too
 MIN_SECRET_CHARS = 8  # shorter "keys" (README's `SYSTEME_API_KEY=x` against a local sandbox) are not redacted
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST = re.compile(rf"(?:(?:{_LABEL}\.)*{_LABEL}|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")  # name, IPv4 or [IPv6], :port
@@ -37,7 +39,11 @@ class Settings(BaseSettings):
     # No `.env` by default: a file planted in the directory an MCP client starts the server in must not choose
     # the base URLs (where the key is sent), the keys or the safety switches. cli.load_settings passes
     # `_env_file=` only for a file the user named.
-    model_config = SettingsConfigDict(env_file=None, env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a ValidationError's text never repeats a value given (a key); cli.setting_problem
+    # shows the values of settings that are not secret
+    model_config = SettingsConfigDict(
+        env_file=None, env_file_encoding="utf-8", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     maton_api_key: SecretStr | None = Field(None, validation_alias=_env("MATON_API_KEY", "maton_api_key"))
     systeme_api_key: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_API_KEY", "systeme_api_key"))
@@ -71,6 +77,9 @@ class Settings(BaseSettings):
     store: str | None = Field(None, validation_alias=_env("SYSTEME_STORE", "store"))
     # where jobs live: `memory` or `sqlite:///ABSOLUTE/PATH`; unset: memory with the embedded sandbox, else a
     # file in this user's state directory (jobstore.default_state_dir)
+    state_secret: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_STATE_SECRET", "state_secret"))
+    # the key ring that seals confirmations (2026-07-28 requestState), comma-separated: the first seals, every one
+    # opens; unset: a key made fresh in each process. Environment or .env only, never a flag (process lists).
     job_lease: float = Field(
         30.0, ge=1, le=3600, validation_alias=_env("SYSTEME_JOB_LEASE", "job_lease")
     )  # seconds a runner's claim on a job lasts unrenewed: a dead runner's jobs are resumed after it
@@ -124,9 +133,26 @@ class Settings(BaseSettings):
     @classmethod
     def _store_url(cls, value: str | None) -> str | None:
         if value:
-            parse_store_url(value)
+            if not value.startswith(SHARED_STORES):  # a shared store is checked after its state secret (_consistent)
+                parse_store_url(value)
             return value
         return None
+
+    @field_validator("state_secret")
+    @classmethod
+    def _state_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = state_keys(value) if value is not None else []
+        if not keys:
+            return None
+        for n, key in enumerate(keys, 1):  # which key, never the key (nor its length)
+            if len(key) < MIN_STATE_KEY_CHARS:
+                raise ValueError(
+                    f"SYSTEME_STATE_SECRET: key {n} of {len(keys)} is shorter than {MIN_STATE_KEY_CHARS} characters; "
+                    'make one with: python -c "import secrets; print(secrets.token_hex(32))"'
+                )
+        if len(set(keys)) < len(keys):
+            raise ValueError("SYSTEME_STATE_SECRET: a key is listed twice")
+        return value
 
     @field_validator("maton_connection")
     @classmethod
@@ -153,7 +179,19 @@ class Settings(BaseSettings):
             raise ValueError("SYSTEME_BACKEND=direct needs SYSTEME_API_KEY")
         if self.maton_connection and self.resolved_backend == "direct":
             raise ValueError("MATON_CONNECTION only applies to the Maton gateway, not the direct API")
+        if self.store and self.store.startswith(SHARED_STORES):
+            if self.state_secret is None:  # every replica must open the confirmations any other one sealed
+                raise ValueError(
+                    "SYSTEME_STORE names a shared (Redis) store, which needs SYSTEME_STATE_SECRET: the same key "
+                    "on every server, or a confirmation whose retry reaches another server is refused"
+                )
+            parse_store_url(self.store)
         return self
+
+    @property
+    def state_keys(self) -> list[str]:
+        """SYSTEME_STATE_SECRET's keys, the sealing one first; [] when unset (each process makes its own)."""
+        return state_keys(self.state_secret) if self.state_secret else []
 
     @property
     def store_url(self) -> str:
@@ -189,11 +227,12 @@ class Settings(BaseSettings):
     def _named_secrets(self) -> dict[str, str]:
         named = {"MATON_API_KEY": self.maton_api_key, "SYSTEME_API_KEY": self.systeme_api_key}
         named["SYSTEME_AUTH_TOKEN"] = self.auth_token
+        named["SYSTEME_STATE_SECRET"] = self.state_secret
         return {name: s.get_secret_value() for name, s in named.items() if s and s.get_secret_value()}
 
     def secrets(self) -> list[str]:
-        """Every secret value, so the client can scrub them from anything shown."""
-        return list(self._named_secrets().values())
+        """Every secret value, so the client can scrub them from anything shown (each state key on its own too)."""
+        return list(dict.fromkeys([*self._named_secrets().values(), *self.state_keys]))
 
     def short_secrets(self) -> list[str]:
         """The names (never the values) of secrets too short to be real, hence not redacted (start-up warns)."""
@@ -210,3 +249,8 @@ class Settings(BaseSettings):
         if not forms:
             return None
         return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+
+
+def state_keys(secret: SecretStr) -> list[str]:
+    """The keys of a SYSTEME_STATE_SECRET value: comma-separated, blanks around each ignored."""
+    return [key.strip() for key in secret.get_secret_value().split(",") if key.strip()]

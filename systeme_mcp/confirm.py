@@ -5,7 +5,9 @@ operation with an `audience`, also how many contacts it reaches: `audience.py`).
 words and as structured facts (`target`, `audience`), which a dry run answers too.
 - The client supports elicitation: ask. In the 2025-11-25 era that is a server→client `elicitation/create`;
   in 2026-07-28 (no back-channel) the call answers `InputRequiredResult` and the client retries it with the
-  user's answer in `input_responses`, proven ours by the sealed `request_state`.
+  user's answer in `input_responses`, proven ours by the sealed `request_state` (sealed under
+  SYSTEME_STATE_SECRET's key ring when set, so another server holding the ring accepts the retry:
+  `server.state_security`).
 - It does not: the call must carry `confirm: true`; without it the answer says what would be destroyed and
   how to confirm, and nothing is sent.
 Confirmation can be switched off for unattended automation (SYSTEME_CONFIRM_DESTRUCTIVE=0 / --no-confirm).

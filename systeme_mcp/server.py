@@ -152,10 +152,18 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         get_tool_input_schema=lambda name: registry[name].tool.input_schema if name in registry else None,
     )
     # multi-round-trip request_state is encrypted, so a client cannot forge "the user confirmed"
-    server.middleware.append(RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=server.name))
+    server.middleware.append(RequestStateBoundary(state_security(runtime.settings), default_audience=server.name))
     # logging/setLevel without the deprecated constructor argument (clients of 2025-11-25 still send it)
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
     return server
+
+
+def state_security(settings: Settings) -> RequestStateSecurity:
+    """How confirmations (2026-07-28 requestState) are sealed: under SYSTEME_STATE_SECRET's key ring when set (the
+    SDK's AES-256-GCM codec: the first key seals, every key opens), so any server holding the ring opens what
+    another sealed, before or after a restart; else under a key this process makes (one process only)."""
+    keys = settings.state_keys
+    return RequestStateSecurity(keys=keys) if keys else RequestStateSecurity.ephemeral()
 
 
 @asynccontextmanager

@@ -1,5 +1,5 @@
-"""Planted secrets never leak: the Maton key, the Systeme key and a webhook secret are planted, a full session
-touches every tool family plus the error paths (401 with a wrong key, 404, 422, injected 500s / resets /
+"""Planted secrets never leak: the Maton key, the Systeme key, a webhook secret and a state key ring are planted, a
+full session touches every tool family plus the error paths (401 with a wrong key, 404, 422, injected 500s / resets /
 timeouts / refusals, an upstream that echoes the request's headers and URL back), and every answer (text and
 structured), every log record (DEBUG, every logger) and every log notification the client received is
 grepped for them. Also `repr`/`str` of the settings and the text of exceptions."""
@@ -35,7 +35,8 @@ SYSTEME_KEY = "sys_SECRET_planted_9a8b7c6d5e4f3a2b"
 WRONG_KEY = "mtn_SECRET_wrong_key_77aa11bb22cc"
 WEBHOOK_SECRET = "whsec_SECRET_planted_3c1e5a7b9d"
 AUTH_TOKEN = "tok_SECRET_planted_http_bearer_0x1"
-PLANTED = (MATON_KEY, SYSTEME_KEY, WRONG_KEY, WEBHOOK_SECRET, AUTH_TOKEN)
+STATE_KEYS = ("state_SECRET_planted_new_5d2a9c81e7b3f046", "state_SECRET_planted_old_a17e3b95c2d8f604")
+PLANTED = (MATON_KEY, SYSTEME_KEY, WRONG_KEY, WEBHOOK_SECRET, AUTH_TOKEN, *STATE_KEYS)
 MODES = ["auto", "legacy"]
 
 
@@ -121,6 +122,7 @@ def gateway(sb: Sandbox, key: str = MATON_KEY, **overrides: Any) -> Settings:
         "max_attempts": 2,
         "retry_budget": 1.0,
         "auth_token": AUTH_TOKEN,
+        "state_secret": ",".join(STATE_KEYS),
     }
     return Settings(**(options | overrides))
 
