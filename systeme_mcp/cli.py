@@ -74,8 +74,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--store",
         metavar="URL",
-        help="where durable jobs live: memory, or sqlite:///ABSOLUTE/PATH (default: memory with the sandbox, else a "
-        "file in ~/.local/state/systeme-mcp)",
+        help="where durable jobs live: memory, sqlite:///ABSOLUTE/PATH, or redis://HOST:PORT/DB (a fleet's shared "
+        "store; default: memory with the sandbox, else a file in ~/.local/state/systeme-mcp)",
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (WARNING)")
     return p

@@ -69,8 +69,8 @@ class Settings(BaseSettings):
         20.0, gt=0, le=3600, validation_alias=_env("SYSTEME_CALL_BUDGET", "call_budget")
     )  # seconds a tool call may run before it answers with a job that carries on (jobs.py)
     store: str | None = Field(None, validation_alias=_env("SYSTEME_STORE", "store"))
-    # where jobs live: `memory` or `sqlite:///ABSOLUTE/PATH`; unset: memory with the embedded sandbox, else a
-    # file in this user's state directory (jobstore.default_state_dir)
+    # where jobs live: `memory`, `sqlite:///ABSOLUTE/PATH` or `redis://…` (jobstore.parse_store_url); unset: memory
+    # with the embedded sandbox, else a file in this user's state directory (jobstore.default_state_dir)
     job_lease: float = Field(
         30.0, ge=1, le=3600, validation_alias=_env("SYSTEME_JOB_LEASE", "job_lease")
     )  # seconds a runner's claim on a job lasts unrenewed: a dead runner's jobs are resumed after it
