@@ -40,6 +40,10 @@ async def test_a_job_and_its_items_round_trip(store: JobStore) -> None:
     await store.mark(j.id, "3", "settled", "failed", "tag not found", {"id": 3})
     assert await store.counts(j.id) == {"changed": 1, "failed": 1, "in_flight": 1}
     assert [i.key for i in await store.items(j.id, "in_flight")] == ["2"]
+    assert [i.key for i in await store.items(j.id, "pending")] == []  # an item is in one state at a time
+    assert [i.key for i in await store.items(j.id, "settled")] == ["1", "3"]
+    assert [i.key for i in await store.items(j.id, "settled", limit=1)] == ["1"]
+    assert [i.key for i in await store.items(j.id, limit=2)] == ["1", "2"]
     (failed,) = [i for i in await store.items(j.id) if i.outcome == "failed"]
     assert (failed.reason, failed.data) == ("tag not found", {"id": 3})
     assert await store.get("job_0000000000000000") is None
