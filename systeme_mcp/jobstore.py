@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 Status = Literal["running", "done", "cancelled", "failed"]
 STATUSES: tuple[Status, ...] = ("running", "done", "cancelled", "failed")
@@ -198,13 +198,9 @@ def default_state_dir() -> Path:
 
 
 def redact(url: str) -> str:
-    """`url` with any password replaced by `***`: what may be shown or logged of a store URL."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """`url` with any password replaced by `***`: what may be shown or logged of a store URL (a pattern, not a URL
+    parser, so a malformed URL is redacted too; it may hide more than the password, never less)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^@]*@", r"\1***@", url)
 
 
 STORE_FORMS = (
