@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__
+from .jobstore import redact
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "tools")
 USAGE = """%(prog)s [serve] [options]        the MCP server (stdio by default; --transport http)
@@ -74,8 +75,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--store",
         metavar="URL",
-        help="where durable jobs live: memory, or sqlite:///ABSOLUTE/PATH (default: memory with the sandbox, else a "
-        "file in ~/.local/state/systeme-mcp)",
+        help="where durable jobs live: memory, sqlite:///ABSOLUTE/PATH, or redis://HOST:PORT/DB (a fleet's shared "
+        "store; default: memory with the sandbox, else a file in ~/.local/state/systeme-mcp)",
     )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (WARNING)")
     return p
@@ -125,6 +126,7 @@ def setting_problem(model: Any, error: Any, flags: dict[str, str]) -> str:
     name, field = found[0], model.model_fields[found[0]]
     variable = str(names[name][1] if len(names[name]) > 1 else name.upper())
     given = error.get("input")
+    given = redact(given) if isinstance(given, str) else given  # a store URL's password is never shown
     secret = "SecretStr" in str(field.annotation)
     shown = isinstance(given, str | int | float) and not secret and len(str(given)) < 80 and repr(given) not in message
     notes = ([f"given {given!r}"] if shown else []) + ([f"flag {flags[name]}"] if name in flags else [])

@@ -75,8 +75,8 @@ class Settings(BaseSettings):
         20.0, gt=0, le=3600, validation_alias=_env("SYSTEME_CALL_BUDGET", "call_budget")
     )  # seconds a tool call may run before it answers with a job that carries on (jobs.py)
     store: str | None = Field(None, validation_alias=_env("SYSTEME_STORE", "store"))
-    # where jobs live: `memory` or `sqlite:///ABSOLUTE/PATH`; unset: memory with the embedded sandbox, else a
-    # file in this user's state directory (jobstore.default_state_dir)
+    # where jobs live: `memory`, `sqlite:///ABSOLUTE/PATH` or `redis://…` (jobstore.parse_store_url); unset: memory
+    # with the embedded sandbox, else a file in this user's state directory (jobstore.default_state_dir)
     state_secret: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_STATE_SECRET", "state_secret"))
     # the key ring that seals confirmations (2026-07-28 requestState), comma-separated: the first seals, every one
     # opens; unset: a key made fresh in each process. Environment or .env only, never a flag (process lists).

@@ -3,8 +3,8 @@
 A job is a record (what to do, its status, the lease of the runner working on it) and, for work over many
 targets, one item per target whose state is written before it is sent (`in_flight`) and after (`settled`, with
 its outcome), so a restarted runner never sends a settled item again and knows exactly which ones were in
-flight. `SqliteJobStore` (jobstore_sqlite.py) keeps the same records in a file; a fleet's store (Redis) will
-implement the same interface, and `tests/test_jobstore.py` runs one suite over each.
+flight. `SqliteJobStore` (jobstore_sqlite.py) keeps the same records in a file, `RedisJobStore` (jobstore_redis.py)
+in the Redis a fleet shares; `tests/test_jobstore.py` runs one suite over each.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 Status = Literal["running", "done", "cancelled", "failed"]
 STATUSES: tuple[Status, ...] = ("running", "done", "cancelled", "failed")
@@ -196,15 +197,44 @@ def default_state_dir() -> Path:
     return Path(base) / "systeme-mcp"
 
 
+def redact(url: str) -> str:
+    """`url` with any password replaced by `***`: what may be shown or logged of a store URL (a pattern, not a URL
+    parser, so a malformed URL is redacted too; it may hide more than the password, never less)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)[^@]*@", r"\1***@", url)
+
+
+STORE_FORMS = (
+    "`memory`, `sqlite:///ABSOLUTE/PATH` or `redis://[:PASSWORD@]HOST[:PORT][/DB][?namespace=NAME]` (TLS: rediss://)"
+)
+
+
+def _redis_url_ok(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    namespace = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "namespace"]
+    return (
+        bool(parts.hostname)
+        and re.fullmatch(r"/?|/\d+", parts.path) is not None
+        and all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in namespace)
+        and len(namespace) <= 1
+    )
+
+
 def parse_store_url(url: str) -> tuple[str, str]:
-    """(`memory`, "") or (`sqlite`, path) from `memory` / `sqlite:///PATH`; ValueError naming what is allowed."""
+    """(`memory`, ""), (`sqlite`, path) or (`redis`, url) from `memory` / `sqlite:///PATH` / `redis://…` (or
+    `rediss://…`); ValueError naming what is allowed (never the URL's password)."""
     if url == "memory":
         return "memory", ""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         # an absolute path, as in file:/// URLs: never relative to the directory a client starts us in
         path = url.removeprefix("sqlite://")
         return "sqlite", path[1:] if re.match(r"/[A-Za-z]:[/\\]", path) else path  # /C:/x on Windows → C:/x
-    raise ValueError(f"SYSTEME_STORE must be `memory` or `sqlite:///ABSOLUTE/PATH` (got {url!r})")
+    if url.startswith(("redis://", "rediss://")) and _redis_url_ok(url):
+        return "redis", url
+    raise ValueError(f"SYSTEME_STORE must be {STORE_FORMS} (got {redact(url)!r})")
 
 
 def open_store(url: str) -> JobStore:
@@ -212,6 +242,10 @@ def open_store(url: str) -> JobStore:
     kind, path = parse_store_url(url)
     if kind == "memory":
         return MemoryJobStore()
+    if kind == "redis":
+        from .jobstore_redis import RedisJobStore  # imported here: redis-py is loaded only when a fleet uses Redis
+
+        return RedisJobStore(path)
     from .jobstore_sqlite import SqliteJobStore  # imported here: sqlite3 is only loaded when a file store is used
 
     return SqliteJobStore(Path(path))

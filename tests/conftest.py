@@ -18,6 +18,10 @@ from systeme_mcp.config import Settings
 from systeme_mcp.runtime import Runtime, open_runtime
 from systeme_mcp.server import create_server
 
+from .redis_server import redis_server, redis_url  # a real Redis (its fixtures are the suite's)
+
+__all__ = ["redis_server", "redis_url"]
+
 ERAS = ["modern", "legacy"]
 # A server on a real account keeps its jobs in the user's state directory (jobstore.default_state_dir): the tests'
 # servers, and the server processes they start, keep theirs in a directory of their own instead.

@@ -271,6 +271,16 @@ def test_a_secret_given_is_never_shown() -> None:
     )
 
 
+def test_a_store_urls_password_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYSTEME_STORE", "redis://:hunter2@redis.internal/db")
+    monkeypatch.setenv("SYSTEME_STATE_SECRET", "k" * 40)  # so the URL itself is what is refused
+    with pytest.raises(SystemExit) as done:
+        cli.main([])
+    message = str(done.value.code)
+    assert message.startswith("systeme-mcp: invalid configuration: SYSTEME_STORE") and "redis://" in message
+    assert "hunter2" not in message and ":***@redis.internal" in message
+
+
 # ---------------------------------------------------------------------------------------------------- unreachable
 
 

@@ -67,6 +67,16 @@ async def jobs_runtime(sandbox: Any, gate: Gate, tmp_path: Path) -> AsyncIterato
         yield rt
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store the runtimes of one test share: a file, or a namespace of its own on a real Redis (a shared store
+    needs the servers' shared confirmation key, SYSTEME_STATE_SECRET)."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'jobs.db'}"
+    request.getfixturevalue("monkeypatch").setenv("SYSTEME_STATE_SECRET", "s" * 64)
+    return str(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture(params=["modern", "legacy"])
 async def client(request: pytest.FixtureRequest, jobs_runtime: Runtime) -> AsyncIterator[Client]:
     mode = "legacy" if request.param == "legacy" else "auto"
@@ -184,10 +194,10 @@ async def test_any_call_past_its_budget_carries_on_as_a_job(
     assert contact_id in await tagged(api, tag_id)
 
 
-async def test_a_job_is_resumed_by_the_next_runtime_on_its_store(sandbox: Any, api: RawApi, tmp_path: Path) -> None:
+async def test_a_job_is_resumed_by_the_next_runtime_on_its_store(sandbox: Any, api: RawApi, store_url: str) -> None:
     tag_id = await new_tag(api, "resume-tag")
     ids = [c["id"] for c in await api.all_items("/api/contacts")][:30]
-    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
+    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=store_url)
     gate = Gate(sandbox.transport(), tag_posts)
     gate.expect = 8
     async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
@@ -293,7 +303,7 @@ async def test_a_read_past_its_budget_is_run_again_after_a_restart_and_a_write_i
 
 
 async def test_a_job_belongs_to_its_account_and_is_resumed_only_by_it(
-    sandbox: Any, api: RawApi, tmp_path: Path
+    sandbox: Any, api: RawApi, store_url: str
 ) -> None:
     def account(key: str) -> Any:
         return sandbox_settings(
@@ -302,7 +312,7 @@ async def test_a_job_belongs_to_its_account_and_is_resumed_only_by_it(
             systeme_api_url=sandbox.base_url,
             toolsets=["all"],
             call_budget=BUDGET,
-            store=f"sqlite://{tmp_path / 'shared.db'}",
+            store=store_url,
         )
 
     tag_id = await new_tag(api, "mine")

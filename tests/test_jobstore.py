@@ -1,4 +1,4 @@
-"""One suite for every JobStore implementation (memory, SQLite; a fleet's Redis store joins the list): records,
+"""One suite for every JobStore implementation (memory, SQLite, a fleet's Redis on a real redis-server): records,
 items before/after they are sent, counts, leases, the monotonic cancel flag, outputs and retention."""
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from systeme_mcp.jobstore_sqlite import SqliteJobStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    made: JobStore = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "s" / "jobs.db")
+    made: JobStore
+    if request.param == "redis":
+        made = open_store(request.getfixturevalue("redis_url"))  # the Redis server starts only for these
+    else:
+        made = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "s" / "jobs.db")
     yield made
     await made.aclose()
 
@@ -36,6 +40,10 @@ async def test_a_job_and_its_items_round_trip(store: JobStore) -> None:
     await store.mark(j.id, "3", "settled", "failed", "tag not found", {"id": 3})
     assert await store.counts(j.id) == {"changed": 1, "failed": 1, "in_flight": 1}
     assert [i.key for i in await store.items(j.id, "in_flight")] == ["2"]
+    assert [i.key for i in await store.items(j.id, "pending")] == []  # an item is in one state at a time
+    assert [i.key for i in await store.items(j.id, "settled")] == ["1", "3"]
+    assert [i.key for i in await store.items(j.id, "settled", limit=1)] == ["1"]
+    assert [i.key for i in await store.items(j.id, limit=2)] == ["1", "2"]
     (failed,) = [i for i in await store.items(j.id) if i.outcome == "failed"]
     assert (failed.reason, failed.data) == ("tag not found", {"id": 3})
     assert await store.get("job_0000000000000000") is None
@@ -48,6 +56,21 @@ async def test_jobs_are_listed_newest_first_and_by_status(store: JobStore) -> No
     assert [j.id for j in await store.jobs()] == [new.id, old.id]
     assert [j.id for j in await store.jobs("running")] == [old.id]
     assert [j.id for j in await store.jobs(limit=1)] == [new.id]
+    old.status = "failed"
+    await store.save(old)  # a job moves between the lists as its status changes
+    assert [j.id for j in await store.jobs("running")] == []
+    assert [j.id for j in await store.jobs("failed")] == [old.id]
+
+
+async def test_jobs_are_listed_by_tenant(store: JobStore) -> None:
+    mine, theirs, mine_done = job(1.0, tenant="a"), job(2.0, tenant="b"), job(3.0, tenant="a", status="done")
+    for j in (mine, theirs, mine_done):
+        await store.create(j, [])
+    assert [j.id for j in await store.jobs(tenant="a")] == [mine_done.id, mine.id]
+    assert [j.id for j in await store.jobs("running", tenant="a")] == [mine.id]
+    assert [j.id for j in await store.jobs("done", tenant="b")] == []
+    got = await store.get(theirs.id)
+    assert got is not None and got.tenant == "b"
 
 
 async def test_a_lease_is_held_by_one_runner_until_it_expires(store: JobStore) -> None:
@@ -108,9 +131,17 @@ def test_store_urls_are_checked() -> None:
     assert parse_store_url("memory") == ("memory", "")
     assert parse_store_url("sqlite:///var/lib/jobs.db") == ("sqlite", "/var/lib/jobs.db")
     assert parse_store_url("sqlite:///C:/jobs.db") == ("sqlite", "C:/jobs.db")
-    for bad in ("sqlite://", "sqlite:///", "redis://x", "jobs.db", ""):
+    for good in ("redis://localhost:6379/0", "rediss://:pw@redis.internal:6380/2?namespace=fleet-1", "redis://r"):
+        assert parse_store_url(good) == ("redis", good)
+    for bad in ("sqlite://", "sqlite:///", "redis://", "redis://x/db", "redis://x:port", "redis://x?namespace=a:b"):
         with pytest.raises(ValueError, match="SYSTEME_STORE"):
             parse_store_url(bad)
+    for bad in ("jobs.db", "", "postgres://x"):
+        with pytest.raises(ValueError, match="redis://"):  # the message lists the three forms
+            parse_store_url(bad)
+    with pytest.raises(ValueError) as caught:
+        parse_store_url("redis://:hunter2@x/db")
+    assert "hunter2" not in str(caught.value) and ":***@x" in str(caught.value)  # never the password
 
 
 def test_the_store_setting_is_checked_at_start() -> None:
