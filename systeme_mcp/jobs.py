@@ -73,7 +73,9 @@ class Work:
         queue = deque([*await store.items(job_id, "in_flight"), *await store.items(job_id, "pending")])
 
         async def worker() -> None:
-            while queue and not self.cancelled:
+            # a cancel stops before the next pending item; items that were in flight when a runner died are
+            # still settled (checked, sent only if absent), so the report can say what was done
+            while queue and (not self.cancelled or queue[0].state == "in_flight"):
                 item = queue.popleft()
                 resumed = item.state == "in_flight"
                 if not resumed:
@@ -195,6 +197,8 @@ class JobRunner:
         assert self._tg is not None, "the job runner is not serving"
         scope = anyio.CancelScope()
         self._local[job.id] = scope
+        if job.cancel_requested:  # cancelled while no runner held it: resumed only to settle what was in flight
+            self.cancelling.add(job.id)
         self._tg.start_soon(self._run, job, scope)
 
     async def _run(self, job: Job, scope: anyio.CancelScope) -> None:

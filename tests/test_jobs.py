@@ -358,3 +358,33 @@ async def test_through_the_discover_profile_a_bulk_job_carries_on_past_the_budge
                     job = await structured(session, "call_tool", name="get_job", arguments={"job_id": job["job_id"]})
     assert job["status"] == "done", job  # not cancelled when the first call's wait ended
     assert await tagged(api, tag_id) == set(ids)
+
+
+async def test_a_job_cancelled_while_its_server_was_down_settles_only_what_was_in_flight(
+    sandbox: Any, api: RawApi, tmp_path: Path
+) -> None:
+    from systeme_mcp.jobstore_sqlite import SqliteJobStore
+
+    settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
+    tag_id = await new_tag(api, "cancelled-offline")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:30]
+    gate = Gate(sandbox.transport(), tag_posts)
+    gate.expect = 8
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
+        session = Client(create_server(first_life), cache=None)
+        async with session:
+            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+            with anyio.fail_after(10):
+                await gate.arrived.wait()
+    store = SqliteJobStore(tmp_path / "jobs.db")  # the cancel arrives while no server runs the job
+    record = await store.get(job["job_id"])
+    assert record is not None
+    record.cancel_requested = True
+    await store.save(record)
+    await store.aclose()
+    async with open_runtime(settings, sandbox=sandbox) as second_life:
+        session = Client(create_server(second_life), cache=None)
+        async with session:
+            final = await until_finished(session, job["job_id"])
+    assert final["status"] == "cancelled" and final["counts"]["changed"] == 8
+    assert await tagged(api, tag_id) == set(final["changed"]) and len(final["not_started"]) == len(ids) - 8
