@@ -166,8 +166,11 @@ class JobRunner:
             elif job.cancel_requested and job_id not in self.cancelling:
                 self.cancel_locally(job_id)
         for job in await self.store.jobs("running", limit=1000, tenant=self.tenant):
-            orphaned = job.id not in self._local and job.kind in self.kinds and job.lease_until <= now
-            if orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
+            orphaned = job.id not in self._local and job.lease_until <= now
+            if orphaned and job.kind not in self.kinds and await self.store.claim(job.id, self.owner, now, now):
+                why = f"this server has no {job.kind} any more (another version started it); nothing more was sent"
+                await self.finish(job.id, None, "failed", why)
+            elif orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
                 log.warning("job %s (%s): resuming", job.id, job.kind)
                 self._launch(job)
         settings = self.runtime.settings

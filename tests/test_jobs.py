@@ -388,3 +388,18 @@ async def test_a_job_cancelled_while_its_server_was_down_settles_only_what_was_i
             final = await until_finished(session, job["job_id"])
     assert final["status"] == "cancelled" and final["counts"]["changed"] == 8
     assert await tagged(api, tag_id) == set(final["changed"]) and len(final["not_started"]) == len(ids) - 8
+
+
+async def test_a_job_of_a_kind_this_server_lacks_ends_failed_instead_of_running_for_ever(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    from systeme_mcp.jobstore import Job, new_job_id
+
+    settings = sandbox_settings(store=f"sqlite://{tmp_path / 'jobs.db'}")
+    async with open_runtime(settings, sandbox=sandbox) as rt:
+        create_server(rt)  # registers the kinds this version has
+        orphan = Job(new_job_id(), "bulk_retired_tool", {}, 3, created=1.0, tenant=rt.jobs.tenant)
+        await rt.jobs.store.create(orphan, ["1", "2", "3"])
+        await rt.jobs._round()
+        ended = await rt.jobs.store.get(orphan.id)
+    assert ended is not None and ended.status == "failed" and "bulk_retired_tool" in ended.error
