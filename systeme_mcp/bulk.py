@@ -147,12 +147,13 @@ class BulkTool:
             dry_run = t.destructive or len(todo) > ctx.runtime.settings.bulk_preview_above
         if dry_run:
             return answers.workflow(*preview(t, args, crit, sel, todo, already))
+        jobs = runner(ctx)
+        await jobs.ready()  # before the question to the user: work that cannot be kept is not started
         if self.decl.op.is_destructive and todo and not ctx.client.settings.read_only:
             call_args = {**args, **({"filter": crit} if crit is not None else {})}
             decided = await confirm.decide(ctx, self.decl.op, call_args, what=destroys(t, args, sel, todo))
             if not isinstance(decided, confirm.Proceed):
                 return answers.decision(self.decl.op, decided)
-        jobs = runner(ctx)
         state = {"args": args, "already": already, "note": sel.note, "next_args": sel.next_args}
         job = await jobs.start(t.tool, state, [str(cid) for cid in todo])
         ctx.job_id = job.id

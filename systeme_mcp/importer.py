@@ -129,8 +129,9 @@ class Importer:
 
     async def call(self, ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         rows, merged = self._rows(arguments)
-        tags = await self._tag_ids(ctx, {t for row in rows.values() for t in row["tags"]})
         jobs = runner(ctx)
+        await jobs.ready()  # before the missing tags are created: nothing is written unless the job can be kept
+        tags = await self._tag_ids(ctx, {t for row in rows.values() for t in row["tags"]})
         job = await jobs.start("import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows))
         ctx.job_id = job.id
         latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)

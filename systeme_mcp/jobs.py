@@ -28,9 +28,21 @@ from anyio.abc import TaskGroup
 from .jobstore import Item, Job, JobStore, Status, new_job_id
 from .pacing import background
 from .runtime import CallContext, Runtime
+from .workflow_kit import Refused
 
 log = logging.getLogger("systeme_mcp.jobs")
 NOTIFY_EVERY = 1.0  # seconds between update notifications of one job (subscribers; not its first call)
+
+
+class StoreUnavailable(Refused):
+    """The job store cannot be reached: the work cannot be kept durable, so none of it is started."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(
+            f"The job store (SYSTEME_STORE) cannot be reached ({type(exc).__name__}), so this work cannot be kept "
+            "safe across a restart; nothing was sent. Check the store and make the call again.",
+            kind="store_unavailable",
+        )
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,13 @@ class JobRunner:
         await self.store.prune(now, settings.job_retention_days * 86400, settings.job_retention_count)
 
     # ------------------------------------------------------------------ jobs
+    async def ready(self) -> None:
+        """Raise StoreUnavailable unless the store answers (call it before the first write of work to keep)."""
+        try:
+            await self.store.jobs(limit=1, tenant=self.tenant)
+        except Exception as exc:  # any store's failure to answer (sqlite3, redis-py)
+            raise StoreUnavailable(exc) from None
+
     async def start(self, kind: str, args: dict[str, Any], keys: list[str], *, total: int | None = None) -> Job:
         """Store a new job (its items pending) and start running it here."""
         assert kind in self.kinds, f"unknown job kind {kind}"
@@ -192,7 +211,10 @@ class JobRunner:
             lease_until=now + self.lease,
             tenant=self.tenant,
         )
-        await self.store.create(job, keys)
+        try:
+            await self.store.create(job, keys)
+        except Exception as exc:  # nothing of the job was sent: say so rather than run it unkept
+            raise StoreUnavailable(exc) from None
         self._launch(job)
         return job
 

@@ -25,7 +25,11 @@ TOOLSET = "workflows"
 
 
 class Refused(Exception):
-    """A workflow cannot proceed; the message says why and what to do (an isError answer)."""
+    """A workflow cannot proceed; the message says why and what to do (an isError answer, its `error.kind`)."""
+
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def tool_def(
         except ArgumentError as exc:
             return answers.invalid_arguments(exc, write=write)
         except Refused as exc:
-            return answers.refused(str(exc), write=write)
+            return answers.refused(str(exc), write=write, kind=exc.kind)
         except errors.SystemeError as exc:
             return answers.refused(exc.message(), write=write, kind=exc.code)
 

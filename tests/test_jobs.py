@@ -5,6 +5,7 @@ running" is a fact of the test, not a race with the clock."""
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -403,3 +404,29 @@ async def test_a_job_of_a_kind_this_server_lacks_ends_failed_instead_of_running_
         await rt.jobs._round()
         ended = await rt.jobs.store.get(orphan.id)
     assert ended is not None and ended.status == "failed" and "bulk_retired_tool" in ended.error
+
+
+async def test_with_its_store_unreachable_no_work_is_started_and_the_answer_says_why(
+    sandbox: Any, api: RawApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYSTEME_STATE_SECRET", "s" * 64)
+    with socket.socket() as closed:  # a port nothing listens on: the store never answers
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = sandbox_settings(toolsets=["all"], store=f"redis://127.0.0.1:{port}/0")
+    tag_id = await new_tag(api, "never")
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:5]
+    before = len(sandbox.requests)
+    async with open_runtime(settings, sandbox=sandbox) as rt:
+        session = Client(create_server(rt), cache=None)
+        async with session:
+            for tool, arguments in [
+                ("bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}),
+                ("import_contacts", {"contacts": [{"email": "nobody@store.test", "tags": ["brand-new-tag"]}]}),
+            ]:
+                result = await session.call_tool(tool, arguments)
+                assert result.is_error and result.structured_content is not None, text(result)
+                assert result.structured_content["error"]["kind"] == "store_unavailable"
+                assert result.structured_content["outcome"] == "not_applied"
+    writes = [r for r in sandbox.requests[before:] if r.method != "GET"]
+    assert writes == [], "nothing may be written when the work cannot be kept"
