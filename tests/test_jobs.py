@@ -420,10 +420,11 @@ async def test_with_its_store_unreachable_no_work_is_started_and_the_answer_says
     async with open_runtime(settings, sandbox=sandbox) as rt:
         session = Client(create_server(rt), cache=None)
         async with session:
-            for tool, arguments in [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("bulk_add_tag", {"contact_ids": ids, "tag_id": tag_id, "dry_run": False}),
                 ("import_contacts", {"contacts": [{"email": "nobody@store.test", "tags": ["brand-new-tag"]}]}),
-            ]:
+            ]
+            for tool, arguments in calls:
                 result = await session.call_tool(tool, arguments)
                 assert result.is_error and result.structured_content is not None, text(result)
                 assert result.structured_content["error"]["kind"] == "store_unavailable"
