@@ -154,7 +154,7 @@ class BulkTool:
                 return answers.decision(self.decl.op, decided)
         jobs = runner(ctx)
         state = {"args": args, "already": already, "note": sel.note, "next_args": sel.next_args}
-        job = await jobs.start(t.tool, state, [str(cid) for cid in todo])
+        job = await jobs.start(t.tool, state, [str(cid) for cid in todo], account=ctx.runtime.account)
         ctx.job_id = job.id
         await ctx.log("info", f"{t.tool} {target_words(t, args)}: applying to {len(todo)} contacts as job {job.id}")
         try:

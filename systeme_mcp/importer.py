@@ -131,7 +131,9 @@ class Importer:
         rows, merged = self._rows(arguments)
         tags = await self._tag_ids(ctx, {t for row in rows.values() for t in row["tags"]})
         jobs = runner(ctx)
-        job = await jobs.start("import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows))
+        job = await jobs.start(
+            "import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows), account=ctx.runtime.account
+        )
         ctx.job_id = job.id
         latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)
         return await job_answer(jobs, latest or job)

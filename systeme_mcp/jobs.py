@@ -19,6 +19,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,7 +58,7 @@ class Work:
     def __init__(self, runner: JobRunner, job: Job) -> None:
         self.runner = runner
         self.job = job
-        self.ctx = CallContext(runner.runtime)
+        self.ctx = CallContext(runner.view(job.tenant))
 
     @property
     def cancelled(self) -> bool:
@@ -112,15 +113,26 @@ class JobRunner:
         self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
         self._followers: dict[str, list[CallContext]] = {}  # calls waiting for a job, to log its progress to
 
-    @property
-    def tenant(self) -> str:
-        """The account whose jobs this runner runs and shows (`Settings.account`)."""
-        return self.runtime.settings.account
+    def accounts(self) -> list[str]:
+        """The accounts whose jobs this runner may run now: the server's, or (per-request tenancy) each tenant's
+        with a client open, i.e. that sent a request lately: a tenant's jobs resume after its next request."""
+        tenants = self.runtime.tenants
+        return [t.id for t in tenants.live()] if tenants is not None else [self.runtime.settings.account]
 
-    async def get(self, job_id: str) -> Job | None:
-        """A job of this runner's account (another account's job is as good as absent)."""
+    def view(self, account: str) -> Runtime:
+        """The runtime a job of `account` runs with (per-request tenancy: its tenant's client)."""
+        tenants = self.runtime.tenants
+        if tenants is None:
+            return self.runtime
+        tenant = tenants.get(account)
+        if tenant is None:
+            raise LookupError("the job's tenant has no client open")
+        return self.runtime.for_tenant(tenant)
+
+    async def get(self, job_id: str, account: str) -> Job | None:
+        """A job of `account` (`Runtime.account`; another account's job is as good as absent)."""
         job = await self.store.get(job_id)
-        return job if job is not None and job.tenant == self.tenant else None
+        return job if job is not None and job.tenant == account else None
 
     @property
     def lease(self) -> float:
@@ -163,17 +175,20 @@ class JobRunner:
                 scope.cancel()
             elif job.cancel_requested and job_id not in self.cancelling:
                 self.cancel_locally(job_id)
-        for job in await self.store.jobs("running", limit=1000, tenant=self.tenant):
-            orphaned = job.id not in self._local and job.kind in self.kinds and job.lease_until <= now
-            if orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
-                log.warning("job %s (%s): resuming", job.id, job.kind)
-                self._launch(job)
+        for account in self.accounts():
+            for job in await self.store.jobs("running", limit=1000, tenant=account):
+                orphaned = job.id not in self._local and job.kind in self.kinds and job.lease_until <= now
+                if orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
+                    log.warning("job %s (%s): resuming", job.id, job.kind)
+                    self._launch(job)
         settings = self.runtime.settings
         await self.store.prune(now, settings.job_retention_days * 86400, settings.job_retention_count)
 
     # ------------------------------------------------------------------ jobs
-    async def start(self, kind: str, args: dict[str, Any], keys: list[str], *, total: int | None = None) -> Job:
-        """Store a new job (its items pending) and start running it here."""
+    async def start(
+        self, kind: str, args: dict[str, Any], keys: list[str], *, account: str, total: int | None = None
+    ) -> Job:
+        """Store a new job of `account` (its items pending) and start running it here."""
         assert kind in self.kinds, f"unknown job kind {kind}"
         now = self._clock()
         job = Job(
@@ -185,7 +200,7 @@ class JobRunner:
             updated=now,
             owner=self.owner,
             lease_until=now + self.lease,
-            tenant=self.tenant,
+            tenant=account,
         )
         await self.store.create(job, keys)
         self._launch(job)
@@ -195,11 +210,13 @@ class JobRunner:
         assert self._tg is not None, "the job runner is not serving"
         scope = anyio.CancelScope()
         self._local[job.id] = scope
-        self._tg.start_soon(self._run, job, scope)
+        hold = ExitStack()  # taken now, so the tenant's client stays open until the job has run
+        hold.enter_context(self.holding(job.tenant))
+        self._tg.start_soon(self._run, job, scope, hold)
 
-    async def _run(self, job: Job, scope: anyio.CancelScope) -> None:
-        self._started[job.id] = (anyio.current_time(), _settled(await self.store.counts(job.id)))
+    async def _run(self, job: Job, scope: anyio.CancelScope, hold: ExitStack) -> None:
         try:
+            self._started[job.id] = (anyio.current_time(), _settled(await self.store.counts(job.id)))
             with scope, background():
                 try:
                     result = await self.kinds[job.kind].run(Work(self, job))
@@ -209,6 +226,7 @@ class JobRunner:
                 else:
                     await self.finish(job.id, result, "cancelled" if job.id in self.cancelling else "done")
         finally:
+            hold.close()
             self._forget(job.id)
 
     async def finish(self, job_id: str, result: dict[str, Any] | None, status: Status, error: str = "") -> None:
@@ -227,12 +245,18 @@ class JobRunner:
         self.cancelling.discard(job_id)
         self.touch(job_id, final=True)
 
-    async def adopt(self, kind: str, args: dict[str, Any], scope: anyio.CancelScope) -> Job:
-        """A job record for work already running here in `scope` (a call past its budget), leased to this runner;
-        `finish` it when the work ends, then `release_adopted`."""
+    def holding(self, account: str) -> AbstractContextManager[Any]:
+        """Keeps the tenant's client open while its job runs (per-request tenancy; else nothing to hold)."""
+        tenants = self.runtime.tenants
+        tenant = tenants.get(account) if tenants is not None else None
+        return tenants.held(tenant) if tenant is not None else nullcontext()
+
+    async def adopt(self, kind: str, args: dict[str, Any], scope: anyio.CancelScope, *, account: str) -> Job:
+        """A job record of `account` for work already running here in `scope` (a call past its budget), leased to
+        this runner; `finish` it when the work ends, then `release_adopted`."""
         now = self._clock()
         job = Job(new_job_id(), kind, args, 0, now, updated=now, owner=self.owner, lease_until=now + self.lease)
-        job.tenant = self.tenant
+        job.tenant = account
         await self.store.create(job, [])
         self._local[job.id] = scope
         self._adopted.add(job.id)
