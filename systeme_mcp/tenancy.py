@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .client import SystemeClient
 from .config import Settings
@@ -40,6 +40,8 @@ IDLE = 900.0  # seconds a tenant's client is kept open unused
 SCOPE_KEY = "systeme_mcp.tenant"  # where TenantGuard leaves the request's Tenant in the ASGI scope
 KEY_HEADER = {"gateway": "Authorization", "direct": "X-Systeme-Api-Key"}
 CONNECTION_HEADER = "Maton-Connection"
+SESSION_HEADER = b"mcp-session-id"
+SESSIONS_KEPT = 4096  # session owners remembered (the SDK holds at most http_guard.MAX_SESSIONS open at once)
 
 
 @dataclass(frozen=True)
@@ -196,10 +198,13 @@ def principal(ctx: Any) -> str | None:
 
 class TenantGuard:
     """ASGI middleware: every HTTP request must carry a tenant credential; its Tenant is held while the request is
-    served and left in the scope for the handlers. Without one: 401 and the source's challenge."""
+    served and left in the scope for the handlers. Without one: 401 and the source's challenge. A 2025-11-25
+    session belongs to the tenant that opened it: another tenant's request naming it is answered 404, as an
+    unknown session is."""
 
     def __init__(self, app: ASGIApp, tenants: Tenants) -> None:
         self.app, self.tenants = app, tenants
+        self._sessions: OrderedDict[bytes, str] = OrderedDict()  # Mcp-Session-Id → the tenant that opened it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -217,8 +222,25 @@ class TenantGuard:
             await send({"type": "http.response.start", "status": 401, "headers": headers})
             await send({"type": "http.response.body", "body": b'{"error":"missing or malformed tenant credential"}'})
             return
+        session = dict(scope["headers"]).get(SESSION_HEADER)
         tenant = await self.tenants.enter(credential)
         try:
-            await self.app({**scope, SCOPE_KEY: tenant}, receive, send)
+            if session is not None and self._sessions.get(session, tenant.id) != tenant.id:
+                await send(
+                    {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
+                )
+                await send({"type": "http.response.body", "body": b"Session not found"})
+                return
+
+            async def noting(message: Message) -> None:  # the session this request opened is its tenant's
+                if message["type"] == "http.response.start":
+                    opened = dict(message.get("headers") or []).get(SESSION_HEADER)
+                    if opened is not None and opened not in self._sessions:
+                        self._sessions[opened] = tenant.id
+                        while len(self._sessions) > SESSIONS_KEPT:
+                            self._sessions.popitem(last=False)
+                await send(message)
+
+            await self.app({**scope, SCOPE_KEY: tenant}, receive, noting)
         finally:
             self.tenants.release(tenant)

@@ -245,3 +245,16 @@ def test_per_request_tenancy_refuses_settings_it_cannot_honour(overrides: dict[s
     with pytest.raises(ValidationError, match=problem) as refused:
         tenancy_settings("http://127.0.0.1:9", **{"backend": "gateway", **overrides})
     assert "0123456789" not in str(refused.value)
+
+
+async def test_a_legacy_session_belongs_to_the_tenant_that_opened_it(upstream: tuple[str, KeyRecorder]) -> None:
+    url, _ = upstream
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    async with tenant_server(url, "direct") as (mcp_url, _), httpx2.AsyncClient() as http:
+        opened = await http.post(mcp_url, json=INIT, headers={**ACCEPT, **headers("direct", "a")})
+        session = opened.headers["mcp-session-id"]
+        version = {"MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": session}
+        theirs = await http.post(mcp_url, json=listing, headers={**ACCEPT, **version, **headers("direct", "b")})
+        assert theirs.status_code == 404
+        mine = await http.post(mcp_url, json=listing, headers={**ACCEPT, **version, **headers("direct", "a")})
+        assert mine.status_code == 200 and "list_tags" in mine.text
