@@ -21,7 +21,7 @@ from mcp import types
 
 from . import answers
 from .job_tools import TOOLSET, job_answer, runner
-from .jobs import Work
+from .job_work import Work
 from .runtime import CallContext
 from .tools import ToolDef
 
@@ -51,7 +51,7 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
 
     async def body() -> None:
         try:
-            with scope:
+            with scope, jobs.holding(ctx.runtime.account):  # the tenant's client stays open while the call runs
                 box["answer"] = await run(ctx, arguments)
         finally:
             done.set()
@@ -79,7 +79,7 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
     ctx.request = None  # detached: progress and logs of the rest go to the server log only
     # a write is never run again, so its arguments (a webhook secret, say) are not kept; a read's are, to re-run it
     kept = {"tool": name, "arguments": arguments if read_only else {}, "read_only": read_only}
-    job = await jobs.adopt(KIND, kept, scope)
+    job = await jobs.adopt(KIND, kept, scope, account=ctx.runtime.account)
 
     async def settle() -> None:
         await done.wait()

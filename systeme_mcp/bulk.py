@@ -23,7 +23,7 @@ from .calls import OutcomeKind
 from .catalog import Catalog, Param
 from .finder import filter_params, scan, scope_text
 from .job_tools import follow, job_answer, runner
-from .jobs import Settled, Work
+from .job_work import Settled, Work
 from .jobstore import Item
 from .policy import PAGE_SIZE
 from .projection import pick
@@ -155,7 +155,7 @@ class BulkTool:
             if not isinstance(decided, confirm.Proceed):
                 return answers.decision(self.decl.op, decided)
         state = {"args": args, "already": already, "note": sel.note, "next_args": sel.next_args}
-        job = await jobs.start(t.tool, state, [str(cid) for cid in todo])
+        job = await jobs.start(t.tool, state, [str(cid) for cid in todo], account=ctx.runtime.account)
         ctx.job_id = job.id
         await ctx.log("info", f"{t.tool} {target_words(t, args)}: applying to {len(todo)} contacts as job {job.id}")
         try:

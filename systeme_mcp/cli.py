@@ -61,6 +61,11 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="do not ask before destructive operations (unattended automation)",
     )
     p.add_argument("--auth-token", help="bearer token HTTP clients must send (required off loopback)")
+    p.add_argument(
+        "--tenancy",
+        choices=["single", "per-request"],
+        help="HTTP: single (default: the server's own key) or per-request (each request sends its tenant's key)",
+    )
     p.add_argument("--allowed-hosts", help="comma-separated public host names HTTP clients use (e.g. mcp.example.com)")
     p.add_argument(
         "--env-file", metavar="PATH", help="read settings from this .env file (default: none; or SYSTEME_ENV_FILE)"

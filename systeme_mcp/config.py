@@ -90,6 +90,8 @@ class Settings(BaseSettings):
         200, ge=1, le=100_000, validation_alias=_env("SYSTEME_JOB_RETENTION_COUNT", "job_retention_count")
     )  # and beyond the newest this many finished jobs
     transport: Literal["stdio", "http"] = Field("stdio", validation_alias=_env("SYSTEME_TRANSPORT", "transport"))
+    tenancy: Literal["single", "per-request"] = Field("single", validation_alias=_env("SYSTEME_TENANCY", "tenancy"))
+    # per-request: each HTTP request brings its tenant's upstream key (tenancy.py); single: the process's own key
     host: str = Field("127.0.0.1", validation_alias=_env("SYSTEME_HOST", "host"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("SYSTEME_PORT", "port"))
     auth_token: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_AUTH_TOKEN", "auth_token"))
@@ -173,9 +175,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.backend == "gateway" and not self.maton_api_key:
+        if self.tenancy == "per-request":
+            per_request_problem(self)
+        elif self.backend == "gateway" and not self.maton_api_key:
             raise ValueError("SYSTEME_BACKEND=gateway needs MATON_API_KEY")
-        if self.backend == "direct" and not self.systeme_api_key:
+        elif self.backend == "direct" and not self.systeme_api_key:
             raise ValueError("SYSTEME_BACKEND=direct needs SYSTEME_API_KEY")
         if self.maton_connection and self.resolved_backend == "direct":
             raise ValueError("MATON_CONNECTION only applies to the Maton gateway, not the direct API")
@@ -249,6 +253,23 @@ class Settings(BaseSettings):
         if not forms:
             return None
         return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+
+
+def per_request_problem(settings: Settings) -> None:
+    """Raise what makes `settings` unusable with SYSTEME_TENANCY=per-request (each request brings its key)."""
+    where = "SYSTEME_TENANCY=per-request"
+    if settings.transport != "http":
+        raise ValueError(f"{where} needs the HTTP transport (SYSTEME_TRANSPORT=http / --transport http)")
+    if settings.backend not in ("gateway", "direct"):
+        raise ValueError(f"{where} needs SYSTEME_BACKEND=gateway or direct: which upstream the tenants' keys are for")
+    if settings.maton_api_key or settings.systeme_api_key:
+        raise ValueError(f"{where}: each request brings its tenant's key; unset MATON_API_KEY and SYSTEME_API_KEY")
+    if settings.maton_connection:
+        raise ValueError(f"{where}: a tenant names its connection in a Maton-Connection header; unset MATON_CONNECTION")
+    if settings.auth_token:  # both would be `Authorization: Bearer`: the tenant's key is the authentication
+        raise ValueError(f"{where}: the tenant's key authenticates each request; unset SYSTEME_AUTH_TOKEN")
+    if settings.state_secret is None:
+        raise ValueError(f"{where} needs SYSTEME_STATE_SECRET: its first key makes the tenant ids (keyed hashes)")
 
 
 def state_keys(secret: SecretStr) -> list[str]:

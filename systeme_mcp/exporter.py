@@ -23,7 +23,7 @@ from .bulk import FILTER, MAX_CONTACTS, TOOLSET
 from .catalog import Catalog
 from .finder import filter_params, scan, scope_text
 from .job_tools import follow, job_answer, runner
-from .jobs import Work
+from .job_work import Work
 from .projection import fence, project
 from .runtime import CallContext
 from .schemas import ArgumentError
@@ -113,7 +113,9 @@ class Exporter:
                 "export_contacts", [f"`columns`: {', '.join(fence(c) for c in bad)} are not column names."]
             )
         jobs = runner(ctx)
-        job = await jobs.start("export_contacts", {"filter": crit, "columns": columns}, [], total=0)
+        job = await jobs.start(
+            "export_contacts", {"filter": crit, "columns": columns}, [], account=ctx.runtime.account, total=0
+        )
         ctx.job_id = job.id
         latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)
         return await job_answer(jobs, latest or job)

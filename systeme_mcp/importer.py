@@ -19,7 +19,7 @@ from .bulk import MAX_CONTACTS, TOOLSET
 from .calls import OutcomeKind
 from .catalog import Catalog
 from .job_tools import follow, job_answer, runner
-from .jobs import Settled, Work
+from .job_work import Settled, Work
 from .jobstore import Item
 from .policy import PAGE_SIZE
 from .projection import cut, fence
@@ -132,7 +132,9 @@ class Importer:
         jobs = runner(ctx)
         await jobs.ready()  # before the missing tags are created: nothing is written unless the job can be kept
         tags = await self._tag_ids(ctx, {t for row in rows.values() for t in row["tags"]})
-        job = await jobs.start("import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows))
+        job = await jobs.start(
+            "import_contacts", {"rows": rows, "tags": tags, "merged": merged}, list(rows), account=ctx.runtime.account
+        )
         ctx.job_id = job.id
         latest = await follow(ctx, job.id, ctx.started + ctx.runtime.settings.call_budget)
         return await job_answer(jobs, latest or job)

@@ -44,11 +44,11 @@ async def read_job_resource(runtime: Runtime, uri: str) -> types.ReadResourceRes
         return None
     if uri.startswith("systeme://exports/"):
         owner = re.match(r"^systeme://exports/(job_[0-9a-f]{16})\.csv", uri)
-        if owner is None or await jobs.get(owner.group(1)) is None:  # only this account's exports
+        if owner is None or await jobs.get(owner.group(1), runtime.account) is None:  # only this account's exports
             return None
         return await read_export(jobs.store, uri)
     match = JOB.match(uri)
-    job = await jobs.get(match.group(1)) if match else None
+    job = await jobs.get(match.group(1), runtime.account) if match else None
     if job is None:
         return None
     answer = await job_answer(jobs, job)

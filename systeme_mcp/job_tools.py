@@ -136,7 +136,7 @@ async def _follow(ctx: CallContext, jobs: JobRunner, job_id: str, until: float) 
 
 
 async def _job(ctx: CallContext, job_id: str) -> Job:
-    job = await runner(ctx).get(job_id) if JOB_ID_FORM.match(job_id) else None
+    job = await runner(ctx).get(job_id, ctx.runtime.account) if JOB_ID_FORM.match(job_id) else None
     if job is None:
         settings = ctx.runtime.settings
         raise Refused(
@@ -176,7 +176,7 @@ def job_tools() -> list[ToolDef]:
     async def list_jobs(ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         args = listing.validate(arguments)
         jobs = runner(ctx)
-        found = await jobs.store.jobs(args.get("status"), limit=LISTED_JOBS, tenant=jobs.tenant)
+        found = await jobs.store.jobs(args.get("status"), limit=LISTED_JOBS, tenant=ctx.runtime.account)
         views = [await snapshot(jobs, j) for j in found]
         lines = [
             f"{len(views)} job{'s' if len(views) != 1 else ''}" + (f" {args['status']}" if "status" in args else "")

@@ -17,93 +17,20 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from .jobstore import Item, Job, JobStore, Status, new_job_id
+from .job_work import JobKind, StoreUnavailable, Work
+from .jobstore import Job, JobStore, Status, new_job_id
 from .pacing import background
 from .runtime import CallContext, Runtime
-from .workflow_kit import Refused
 
 log = logging.getLogger("systeme_mcp.jobs")
 NOTIFY_EVERY = 1.0  # seconds between update notifications of one job (subscribers; not its first call)
-
-
-class StoreUnavailable(Refused):
-    """The job store cannot be reached: the work cannot be kept durable, so none of it is started."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(
-            f"The job store (SYSTEME_STORE) cannot be reached ({type(exc).__name__}), so this work cannot be kept "
-            "safe across a restart; nothing was sent. Check the store and make the call again.",
-            kind="store_unavailable",
-        )
-
-
-@dataclass(frozen=True)
-class Settled:
-    """How one item ended: an outcome word the kind chooses (changed, already, failed, …), why, and any data."""
-
-    outcome: str
-    reason: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-ItemFn = Callable[[Item, bool], Awaitable[Settled]]  # (item, resumed: it was in flight when a runner died)
-
-
-class JobKind(Protocol):
-    """What a kind of job does. `run` returns the job's report: {"text": str, "structured": dict, "error": bool}."""
-
-    async def run(self, work: Work) -> dict[str, Any]: ...
-
-
-class Work:
-    """One run of one job: its record, a context for its calls, and the item loop."""
-
-    def __init__(self, runner: JobRunner, job: Job) -> None:
-        self.runner = runner
-        self.job = job
-        self.ctx = CallContext(runner.runtime)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.job.id in self.runner.cancelling
-
-    async def items(self) -> list[Item]:
-        return await self.runner.store.items(self.job.id)
-
-    async def each(self, fn: ItemFn, concurrency: int) -> None:
-        """Run `fn` over every unsettled item (those in flight first), `concurrency` at a time, until done or
-        cancelled; each item's state is stored before and after."""
-        store, job_id = self.runner.store, self.job.id
-        queue = deque([*await store.items(job_id, "in_flight"), *await store.items(job_id, "pending")])
-
-        async def worker() -> None:
-            # a cancel stops before the next pending item; items that were in flight when a runner died are
-            # still settled (checked, sent only if absent), so the report can say what was done
-            while queue and (not self.cancelled or queue[0].state == "in_flight"):
-                item = queue.popleft()
-                resumed = item.state == "in_flight"
-                if not resumed:
-                    await store.mark(job_id, item.key, "in_flight")
-                try:
-                    settled = await fn(item, resumed)
-                except Exception as exc:  # a bug in one item must not stop the others
-                    log.exception("job %s: item %s failed", job_id, item.key)
-                    settled = Settled("failed", f"internal error ({type(exc).__name__}); report it")
-                await store.mark(job_id, item.key, "settled", settled.outcome, settled.reason, settled.data)
-                self.runner.touch(job_id)
-                await self.runner.log_progress(self.job)
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(max(1, min(concurrency, len(queue)))):
-                tg.start_soon(worker)
 
 
 class JobRunner:
@@ -126,15 +53,26 @@ class JobRunner:
         self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
         self._followers: dict[str, list[CallContext]] = {}  # calls waiting for a job, to log its progress to
 
-    @property
-    def tenant(self) -> str:
-        """The account whose jobs this runner runs and shows (`Settings.account`)."""
-        return self.runtime.settings.account
+    def accounts(self) -> list[str]:
+        """The accounts whose jobs this runner may run now: the server's, or (per-request tenancy) each tenant's
+        with a client open, i.e. that sent a request lately: a tenant's jobs resume after its next request."""
+        tenants = self.runtime.tenants
+        return [t.id for t in tenants.live()] if tenants is not None else [self.runtime.settings.account]
 
-    async def get(self, job_id: str) -> Job | None:
-        """A job of this runner's account (another account's job is as good as absent)."""
+    def view(self, account: str) -> Runtime:
+        """The runtime a job of `account` runs with (per-request tenancy: its tenant's client)."""
+        tenants = self.runtime.tenants
+        if tenants is None:
+            return self.runtime
+        tenant = tenants.get(account)
+        if tenant is None:
+            raise LookupError("the job's tenant has no client open")
+        return self.runtime.for_tenant(tenant)
+
+    async def get(self, job_id: str, account: str) -> Job | None:
+        """A job of `account` (`Runtime.account`; another account's job is as good as absent)."""
         job = await self.store.get(job_id)
-        return job if job is not None and job.tenant == self.tenant else None
+        return job if job is not None and job.tenant == account else None
 
     @property
     def lease(self) -> float:
@@ -177,14 +115,15 @@ class JobRunner:
                 scope.cancel()
             elif job.cancel_requested and job_id not in self.cancelling:
                 self.cancel_locally(job_id)
-        for job in await self.store.jobs("running", limit=1000, tenant=self.tenant):
-            orphaned = job.id not in self._local and job.lease_until <= now
-            if orphaned and job.kind not in self.kinds and await self.store.claim(job.id, self.owner, now, now):
-                why = f"this server has no {job.kind} any more (another version started it); nothing more was sent"
-                await self.finish(job.id, None, "failed", why)
-            elif orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
-                log.warning("job %s (%s): resuming", job.id, job.kind)
-                self._launch(job)
+        for account in self.accounts():
+            for job in await self.store.jobs("running", limit=1000, tenant=account):
+                orphaned = job.id not in self._local and job.lease_until <= now
+                if orphaned and job.kind not in self.kinds and await self.store.claim(job.id, self.owner, now, now):
+                    why = f"this server has no {job.kind} any more (another version started it); nothing more was sent"
+                    await self.finish(job.id, None, "failed", why)
+                elif orphaned and await self.store.claim(job.id, self.owner, now + self.lease, now):
+                    log.warning("job %s (%s): resuming", job.id, job.kind)
+                    self._launch(job)
         settings = self.runtime.settings
         await self.store.prune(now, settings.job_retention_days * 86400, settings.job_retention_count)
 
@@ -192,12 +131,14 @@ class JobRunner:
     async def ready(self) -> None:
         """Raise StoreUnavailable unless the store answers (call it before the first write of work to keep)."""
         try:
-            await self.store.jobs(limit=1, tenant=self.tenant)
+            await self.store.jobs(limit=1)
         except Exception as exc:  # any store's failure to answer (sqlite3, redis-py)
             raise StoreUnavailable(exc) from None
 
-    async def start(self, kind: str, args: dict[str, Any], keys: list[str], *, total: int | None = None) -> Job:
-        """Store a new job (its items pending) and start running it here."""
+    async def start(
+        self, kind: str, args: dict[str, Any], keys: list[str], *, account: str, total: int | None = None
+    ) -> Job:
+        """Store a new job of `account` (its items pending) and start running it here."""
         assert kind in self.kinds, f"unknown job kind {kind}"
         now = self._clock()
         job = Job(
@@ -209,7 +150,7 @@ class JobRunner:
             updated=now,
             owner=self.owner,
             lease_until=now + self.lease,
-            tenant=self.tenant,
+            tenant=account,
         )
         try:
             await self.store.create(job, keys)
@@ -224,11 +165,13 @@ class JobRunner:
         self._local[job.id] = scope
         if job.cancel_requested:  # cancelled while no runner held it: resumed only to settle what was in flight
             self.cancelling.add(job.id)
-        self._tg.start_soon(self._run, job, scope)
+        hold = ExitStack()  # taken now, so the tenant's client stays open until the job has run
+        hold.enter_context(self.holding(job.tenant))
+        self._tg.start_soon(self._run, job, scope, hold)
 
-    async def _run(self, job: Job, scope: anyio.CancelScope) -> None:
-        self._started[job.id] = (anyio.current_time(), _settled(await self.store.counts(job.id)))
+    async def _run(self, job: Job, scope: anyio.CancelScope, hold: ExitStack) -> None:
         try:
+            self._started[job.id] = (anyio.current_time(), _settled(await self.store.counts(job.id)))
             with scope, background():
                 try:
                     result = await self.kinds[job.kind].run(Work(self, job))
@@ -238,6 +181,7 @@ class JobRunner:
                 else:
                     await self.finish(job.id, result, "cancelled" if job.id in self.cancelling else "done")
         finally:
+            hold.close()
             self._forget(job.id)
 
     async def finish(self, job_id: str, result: dict[str, Any] | None, status: Status, error: str = "") -> None:
@@ -256,12 +200,18 @@ class JobRunner:
         self.cancelling.discard(job_id)
         self.touch(job_id, final=True)
 
-    async def adopt(self, kind: str, args: dict[str, Any], scope: anyio.CancelScope) -> Job:
-        """A job record for work already running here in `scope` (a call past its budget), leased to this runner;
-        `finish` it when the work ends, then `release_adopted`."""
+    def holding(self, account: str) -> AbstractContextManager[Any]:
+        """Keeps the tenant's client open while its job runs (per-request tenancy; else nothing to hold)."""
+        tenants = self.runtime.tenants
+        tenant = tenants.get(account) if tenants is not None else None
+        return tenants.held(tenant) if tenant is not None else nullcontext()
+
+    async def adopt(self, kind: str, args: dict[str, Any], scope: anyio.CancelScope, *, account: str) -> Job:
+        """A job record of `account` for work already running here in `scope` (a call past its budget), leased to
+        this runner; `finish` it when the work ends, then `release_adopted`."""
         now = self._clock()
         job = Job(new_job_id(), kind, args, 0, now, updated=now, owner=self.owner, lease_until=now + self.lease)
-        job.tenant = self.tenant
+        job.tenant = account
         await self.store.create(job, [])
         self._local[job.id] = scope
         self._adopted.add(job.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -38,6 +39,17 @@ class Runtime:
     jobs: Any = None  # the JobRunner (jobs.py) running this process's durable jobs
     clock: Callable[[], float] = time.monotonic  # monotonic seconds (tests: a virtual clock)
     subscriptions: Subscriptions = field(default_factory=Subscriptions)  # who watches which resource
+    tenants: Any = None  # per-request tenancy: the tenants' clients (tenancy.Tenants); None: single tenant
+    tenant: Any = None  # in a tenant's view of the runtime (`for_tenant`): that tenancy.Tenant
+
+    @property
+    def account(self) -> str:
+        """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account`."""
+        return self.tenant.id if self.tenant is not None else self.settings.account
+
+    def for_tenant(self, tenant: Any) -> Runtime:
+        """The runtime as one tenant's calls see it: its client (key, pacer, pool), its jobs; the rest shared."""
+        return dataclasses.replace(self, client=tenant.client, tenant=tenant)
 
 
 @asynccontextmanager
@@ -68,6 +80,13 @@ async def open_runtime(
 
     store = open_store(settings.store_url)
     runtime = Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox, clock=clock or time.monotonic)
+    if settings.tenancy == "per-request":
+        from .tenancy import Tenants  # imported here: only per-request tenancy needs it (and starlette)
+
+        def make(tenant_settings: Settings) -> SystemeClient:
+            return SystemeClient(tenant_settings, transport=transport, **timing)
+
+        runtime.tenants = Tenants(settings, make, clock=clock or time.monotonic)
     runtime.jobs = JobRunner(runtime, store)
     try:
         async with anyio.create_task_group() as tg:
@@ -80,6 +99,8 @@ async def open_runtime(
                 tg.cancel_scope.cancel()
     finally:
         await store.aclose()
+        if runtime.tenants is not None:
+            await runtime.tenants.aclose()
         await client.aclose()
 
 

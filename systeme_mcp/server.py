@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from mcp import types
+from mcp import MCPError, types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
-from . import __version__, answers, budget, prompts, refusals, resources
+from . import __version__, answers, budget, prompts, refusals, resources, tenancy
 from .budget import within_budget
 from .config import Settings
 from .job_resources import job_uri
@@ -94,16 +94,17 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
     async def call_tool(
         ctx: ServerRequestContext[Runtime], params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
+        view = viewed(runtime, ctx)
         tool = registry.get(params.name)
         if tool is None:
             unloaded = not_loaded(params.name, runtime.settings, runtime.catalog)
             if unloaded is None:  # no setting would load it: the protocol error the spec defines
                 close = difflib.get_close_matches(params.name, registry, n=3)
-                raise refusals.unknown_tool(runtime.client.scrub(params.name), close)
-            return answers.sealed(refusals.not_loaded(dataclasses.asdict(unloaded)), runtime.client.scrub)
+                raise refusals.unknown_tool(view.client.scrub(params.name), close)
+            return answers.sealed(refusals.not_loaded(dataclasses.asdict(unloaded)), view.client.scrub)
         arguments: dict[str, Any] = dict(params.arguments or {})
-        call = CallContext(runtime, ctx, params)
-        return answers.sealed(await within_budget(call, tool, arguments, run(tool)), runtime.client.scrub)
+        call = CallContext(view, ctx, params)
+        return answers.sealed(await within_budget(call, tool, arguments, run(tool)), view.client.scrub)
 
     def bound(
         extension: Callable[[Runtime, Params], Awaitable[Result]],
@@ -111,7 +112,7 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         """A request handler that answers from the runtime (resources, prompts, completions)."""
 
         async def handler(ctx: ServerRequestContext[Runtime], params: Params) -> Result:
-            return await extension(runtime, params)
+            return await extension(viewed(runtime, ctx), params)
 
         return handler
 
@@ -163,7 +164,20 @@ def state_security(settings: Settings) -> RequestStateSecurity:
     SDK's AES-256-GCM codec: the first key seals, every key opens), so any server holding the ring opens what
     another sealed, before or after a restart; else under a key this process makes (one process only)."""
     keys = settings.state_keys
+    if settings.tenancy == "per-request":  # bound to the tenant: another tenant's echo of it is refused
+        return RequestStateSecurity(keys=keys, bind_principal=tenancy.principal)
     return RequestStateSecurity(keys=keys) if keys else RequestStateSecurity.ephemeral()
+
+
+def viewed(runtime: Runtime, ctx: ServerRequestContext[Runtime]) -> Runtime:
+    """The runtime as this request's tenant sees it (per-request tenancy), else the runtime itself. A request
+    that reached a handler without a tenant (not through TenantGuard) is refused: it never gets the server's."""
+    if runtime.tenants is None:
+        return runtime
+    tenant = tenancy.tenant_of(ctx.request)
+    if tenant is None:
+        raise MCPError(code=types.INVALID_REQUEST, message="no tenant credential with this request")
+    return runtime.for_tenant(tenant)
 
 
 @asynccontextmanager

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp
 
 from .config import MIN_SECRET_CHARS, Settings
-from .server import serving
+from .runtime import open_runtime
+from .server import create_server, serving
 from .session_limits import PER_CLIENT_SESSIONS, SessionsPerClient
 from .upstream import valid_text
 
@@ -135,13 +136,16 @@ def announce(settings: Settings) -> None:
         )
 
 
-def http_app(server: Any, settings: Settings) -> ASGIApp:
-    """The Streamable HTTP ASGI app at /mcp, with the transport's protections applied."""
+def http_app(server: Any, settings: Settings, tenants: Any = None) -> ASGIApp:
+    """The Streamable HTTP ASGI app at /mcp, with the transport's protections applied; per-request tenancy
+    needs the runtime's `tenants` (tenancy.Tenants): each request is then authenticated by its tenant's key."""
     from . import http_guard as guard  # lazy: HTTP only (stdio start-up need not load uvicorn)
 
     host = settings.host
     token = settings.auth_token.get_secret_value() if settings.auth_token else ""
-    if not guard.is_loopback(host) and not token:
+    if (settings.tenancy == "per-request") != (tenants is not None):
+        raise ValueError("SYSTEME_TENANCY=per-request serves HTTP with the runtime's tenants, and only then")
+    if not guard.is_loopback(host) and not token and tenants is None:  # a tenant's key authenticates its requests
         raise ValueError(
             f"refusing to serve HTTP on non-loopback address {host} without --auth-token / SYSTEME_AUTH_TOKEN"
         )
@@ -160,6 +164,10 @@ def http_app(server: Any, settings: Settings) -> ASGIApp:
     )
     limit = settings.sessions_per_client or PER_CLIENT_SESSIONS
     app = SessionsPerClient(app, idle=guard.SESSION_IDLE_TIMEOUT, limit=limit)
+    if tenants is not None:
+        from .tenancy import TenantGuard  # lazy, as http_guard: HTTP only
+
+        return TenantGuard(app, tenants)
     return guard.BearerTokenGuard(app, token) if token else app
 
 
@@ -202,8 +210,8 @@ async def _run(settings: Settings) -> None:
     from . import http_guard  # lazy: HTTP only (stdio start-up)
 
     with bound_socket(settings.host, settings.port) as sock:
-        async with serving(settings) as server:
-            app = http_app(server, settings)
+        async with open_runtime(settings) as runtime:
+            app = http_app(create_server(runtime), settings, runtime.tenants)
             config = http_guard.uvicorn_config(app, settings.host, settings.port)
             http_guard.limit_rejection_logs()
             url = f"http://{settings.host}:{sock.getsockname()[1]}/mcp"

@@ -399,7 +399,7 @@ async def test_a_job_of_a_kind_this_server_lacks_ends_failed_instead_of_running_
     settings = sandbox_settings(store=f"sqlite://{tmp_path / 'jobs.db'}")
     async with open_runtime(settings, sandbox=sandbox) as rt:
         create_server(rt)  # registers the kinds this version has
-        orphan = Job(new_job_id(), "bulk_retired_tool", {}, 3, created=1.0, tenant=rt.jobs.tenant)
+        orphan = Job(new_job_id(), "bulk_retired_tool", {}, 3, created=1.0, tenant=rt.account)
         await rt.jobs.store.create(orphan, ["1", "2", "3"])
         await rt.jobs._round()
         ended = await rt.jobs.store.get(orphan.id)
