@@ -43,6 +43,7 @@ from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_r
 
 log = logging.getLogger("systeme_mcp.governor")
 POLL = 0.02  # seconds between two looks at the shared state while waiting for answers
+MIN_WAIT = 0.001  # seconds: the shortest wait (times in Redis are kept to the microsecond)
 REDIS_TIMEOUT = 2.0  # seconds a Redis call may take before the state counts as unavailable
 KEY_TTL = 86_400  # seconds an idle account's rate state is kept
 DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -106,7 +107,7 @@ if rate > 0 then
     local b = redis.call('HMGET', KEYS[3], 'tokens', 'updated')
     local tokens = tonumber(b[1]) or burst
     tokens = math.min(burst, tokens + math.max(0, now - (tonumber(b[2]) or now)) * rate)
-    if tokens < 1 then
+    if tokens < 0.999999 then
         redis.call('HSET', KEYS[3], 'tokens', fmt(tokens), 'updated', fmt(now))
         return {'wait', fmt((1 - tokens) / rate)}
     end
@@ -241,7 +242,7 @@ class RedisGovernor:
             if kind == "go":
                 self._take(slot)
                 return
-            wait = min(MAX_RETRY_AFTER, float(value))
+            wait = min(MAX_RETRY_AFTER, max(MIN_WAIT, float(value)))
             if kind == "wait":
                 if deadline is not None and self._clock() + wait > deadline:
                     raise WaitTooLong(wait)
