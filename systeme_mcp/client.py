@@ -1,7 +1,8 @@
 """SystemeClient: the one place that talks HTTP to Systeme.io, the Maton gateway or the sandbox.
 
-It owns the credentials (as `auth.py` objects), content types, timeouts, client-side pacing from X-RateLimit-*
-headers, paging (`pages`), retries and the mapping of failures to `errors`; the numbers are in `policy.py`.
+It owns the credentials (as `auth.py` objects), content types, timeouts, pacing by X-RateLimit-* (`governor.py`:
+per process, or fleet-wide on a Redis store), paging (`pages`), retries and the mapping of failures to `errors`;
+the numbers are in `policy.py`.
 Retry rules:
 - idempotent requests (GET, PUT, DELETE, merge-patch PATCH) are retried on connection errors, timeouts,
   502/503/504 and 429, with exponential backoff and jitter, within `max_attempts` and `retry_budget` seconds;
@@ -36,7 +37,8 @@ from . import errors, hosts
 from .auth import SANDBOX_KEY, credentials
 from .catalog import Operation, ResultShape
 from .config import Settings
-from .pacing import Pacer, WaitTooLong, in_background
+from .governor import open_governor
+from .pacing import WaitTooLong, in_background
 from .policy import (
     CONNECT_TIMEOUT_CAP,
     ERROR_TEXT_CHARS,
@@ -106,7 +108,7 @@ class SystemeClient:
         self.call_deadline = settings.call_deadline
         if "call_deadline" not in settings.model_fields_set:
             self.call_deadline = max(settings.call_deadline, settings.retry_budget)
-        self.pacer = Pacer(sleep=sleep, clock=clock)
+        self.pacer = open_governor(settings, sleep=sleep, clock=clock)  # shared by a fleet on a Redis store
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT_CAP, settings.timeout)),
@@ -118,6 +120,7 @@ class SystemeClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self.pacer.aclose()
 
     # ------------------------------------------------------------------ auth
     def _auth_for(self, plan: RequestPlan) -> httpx2.Auth:
@@ -249,7 +252,7 @@ class SystemeClient:
         failure: errors.SystemeError | None = None
         for base in route.candidates():
             try:
-                await self.pacer.acquire(deadline)
+                await self.pacer.acquire(deadline, write=plan.method != "GET")
             except WaitTooLong as held:
                 wait = float(max(1, math.ceil(held.wait)))
                 return errors.PacedOut(
@@ -290,7 +293,7 @@ class SystemeClient:
             )
             async with stream as answer:
                 status, headers = answer.status_code, dict(answer.headers)
-                self.pacer.observe(headers, status)
+                await self.pacer.observe(headers, status)
                 observed = True
                 try:
                     body = await read_body(answer, self.settings.max_response_bytes)
@@ -302,7 +305,7 @@ class SystemeClient:
                     return self._unusable(plan, status, headers, f"the body could not be decoded ({encoding})")
         except BaseException:
             if not observed:
-                self.pacer.observe({}, None)
+                await self.pacer.observe({}, None)
             raise
         data: Any = None
         is_json = True
