@@ -108,6 +108,20 @@ async def until_finished(client: Client, job_id: str) -> dict[str, Any]:
             await anyio.sleep(0.05)
 
 
+async def stopped_mid_job(settings: Any, sandbox: Any, ids: list[int], tag_id: int) -> dict[str, Any]:
+    """A server starts a bulk tag over `ids` and stops (cleanly) with eight writes in flight, held at a gate: never
+    sent. The job, as its first call answered."""
+    gate = Gate(sandbox.transport(), tag_posts)
+    gate.expect = 8
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as life:
+        session = Client(create_server(life), cache=None)
+        async with session:
+            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+            with anyio.fail_after(10):
+                await gate.arrived.wait()
+    return job
+
+
 async def test_a_bulk_call_past_its_budget_answers_with_a_job_that_finishes(
     client: Client, api: RawApi, sandbox: Any, gate: Gate
 ) -> None:
@@ -199,14 +213,7 @@ async def test_a_job_is_resumed_by_the_next_runtime_on_its_store(sandbox: Any, a
     tag_id = await new_tag(api, "resume-tag")
     ids = [c["id"] for c in await api.all_items("/api/contacts")][:30]
     settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=store_url)
-    gate = Gate(sandbox.transport(), tag_posts)
-    gate.expect = 8
-    async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
-        session = Client(create_server(first_life), cache=None)
-        async with session:
-            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
-            with anyio.fail_after(10):
-                await gate.arrived.wait()  # eight writes in flight when the server stops
+    job = await stopped_mid_job(settings, sandbox, ids, tag_id)
     assert writes_per_contact(sandbox) == Counter(), "held writes must not have reached the sandbox"
     again = Gate(sandbox.transport(), tag_posts)  # held again, to look at the job before it moves
     async with open_runtime(settings, sandbox=sandbox, transport=again) as second_life:
@@ -369,14 +376,7 @@ async def test_a_job_cancelled_while_its_server_was_down_settles_only_what_was_i
     settings = sandbox_settings(toolsets=["all"], call_budget=BUDGET, store=f"sqlite://{tmp_path / 'jobs.db'}")
     tag_id = await new_tag(api, "cancelled-offline")
     ids = [c["id"] for c in await api.all_items("/api/contacts")][:30]
-    gate = Gate(sandbox.transport(), tag_posts)
-    gate.expect = 8
-    async with open_runtime(settings, sandbox=sandbox, transport=gate) as first_life:
-        session = Client(create_server(first_life), cache=None)
-        async with session:
-            job = await structured(session, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
-            with anyio.fail_after(10):
-                await gate.arrived.wait()
+    job = await stopped_mid_job(settings, sandbox, ids, tag_id)
     store = SqliteJobStore(tmp_path / "jobs.db")  # the cancel arrives while no server runs the job
     record = await store.get(job["job_id"])
     assert record is not None
