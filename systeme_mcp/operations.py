@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp import types
-
 from . import answers, calls, confirm, errors
 from .answer_schemas import output_schema
 from .calls import Outcome, OutcomeKind
 from .catalog import Catalog, Operation
 from .runtime import CallContext
 from .schemas import ArgumentError, ArgumentsModel, input_schema
-from .tools import ToolDef, tool_annotations
+from .tools import ToolDef, tool_def_of
 from .wire import build_request
 
 
@@ -61,19 +59,4 @@ def declared_tool(catalog: Catalog, op: Operation) -> ToolDef:
     async def handler(ctx: CallContext, arguments: dict[str, Any]) -> answers.Answer:
         return await run(ctx, op, model, arguments)
 
-    tool = types.Tool(
-        name=op.name,
-        title=op.title,
-        description=op.description,
-        input_schema=input_schema(op),
-        output_schema=output_schema(catalog, op),
-        annotations=tool_annotations(op),
-    )
-    return ToolDef(
-        tool=tool,
-        toolset=op.toolset,
-        read_only=op.read_only,
-        destructive=op.is_destructive,
-        handler=handler,
-        operation=op,
-    )
+    return tool_def_of(op, input_schema(op), output_schema(catalog, op), handler, operation=op)

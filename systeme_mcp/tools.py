@@ -45,3 +45,21 @@ def tool_annotations(op: Operation) -> types.ToolAnnotations:
     if op.read_only:
         return types.ToolAnnotations(read_only_hint=True)
     return types.ToolAnnotations(destructive_hint=op.is_destructive, idempotent_hint=op.is_idempotent or None)
+
+
+def tool_def_of(
+    op: Operation, input_schema: dict[str, Any], output_schema: dict[str, Any], handler: Handler, **fields: Any
+) -> ToolDef:
+    """The ToolDef of an operation (declared or workflow): its MCP definition from the declaration, its handler;
+    `fields`: the rest of the record (`operation`, `job_kind`)."""
+    tool = types.Tool(
+        name=op.name,
+        title=op.title,
+        description=op.description,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        annotations=tool_annotations(op),
+    )
+    return ToolDef(
+        tool=tool, toolset=op.toolset, read_only=op.read_only, destructive=op.is_destructive, handler=handler, **fields
+    )

@@ -12,14 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp import types
-
 from . import answers, calls, errors
 from .catalog import Catalog, Operation, Param, Rule, confirmable
 from .projection import items_of, line, project
 from .runtime import CallContext
 from .schemas import ArgumentError, ArgumentsModel, input_schema
-from .tools import ToolDef, tool_annotations
+from .tools import ToolDef, tool_def_of
 
 TOOLSET = "workflows"
 
@@ -103,22 +101,7 @@ def tool_def(
         except errors.SystemeError as exc:
             return answers.refused(exc.message(), write=write, kind=exc.code)
 
-    tool = types.Tool(
-        name=op.name,
-        title=op.title,
-        description=op.description,
-        input_schema=schema,
-        output_schema=output,
-        annotations=tool_annotations(op),
-    )
-    return ToolDef(
-        tool=tool,
-        toolset=op.toolset,
-        read_only=op.read_only,
-        destructive=op.is_destructive,
-        handler=handler,
-        job_kind=job_kind,
-    )
+    return tool_def_of(op, schema, output, handler, job_kind=job_kind)
 
 
 def contact_line(catalog: Catalog, contact: Any) -> str:
