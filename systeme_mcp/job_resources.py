@@ -9,6 +9,7 @@ import re
 from mcp import types
 
 from . import bounds
+from .answers import STRING_BUDGET, STRUCTURED_BUDGET
 from .exporter import read_export
 from .job_tools import job_answer
 from .jobs import JobRunner
@@ -56,7 +57,11 @@ async def read_job_resource(runtime: Runtime, uri: str) -> types.ReadResourceRes
         **(answer.structured_content or {}),
         "text": "\n".join(b.text for b in answer.content if isinstance(b, types.TextContent)),
     }
-    text = bounds.visible_json(json.loads(runtime.client.scrub(json.dumps(body, ensure_ascii=False))))
+    body = json.loads(runtime.client.scrub(json.dumps(body, ensure_ascii=False)))  # secrets first
+    if bounds.size(body) > STRUCTURED_BUDGET:  # a report of many rows, typed by strangers: bounded like an answer
+        shrunk, _, notes = bounds.bound_structured(body, STRUCTURED_BUDGET - 1_000, STRING_BUDGET, "")
+        body = {**shrunk, "truncated": True, "how": "; ".join(notes)}
+    text = bounds.visible_json(body)
     return types.ReadResourceResult(
         contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
     )
