@@ -146,6 +146,8 @@ def operation(
     text = lead + text
     if outcome.note:
         text += f"\n(The first answer was lost; {outcome.note}.)"
+    if outcome.repeat_of is not None:
+        text += f"\n(An identical call {outcome.repeat_of:.0f} s ago applied it; this one was not sent again.)"
     if not op.read_only:
         structured["outcome"] = outcome.kind.value
     structured["message"] = _first_line(text)

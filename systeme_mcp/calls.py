@@ -26,6 +26,7 @@ from .projection import pick
 from .runtime import CallContext
 from .subscriptions import changed_uris
 from .wire import RequestPlan, build_request
+from .write_identity import touched_ids
 
 
 class OutcomeKind(StrEnum):
@@ -48,6 +49,7 @@ class Outcome:
     data: Any = None
     note: str = ""
     error: errors.SystemeError | None = None
+    repeat_of: float | None = None  # answered from an identical call made this many seconds ago (repeats.py)
 
 
 def ambiguous(exc: errors.SystemeError) -> bool:
@@ -84,11 +86,16 @@ def failed(op: Operation, exc: errors.SystemeError) -> Outcome:
     return Outcome(kind, error=exc)
 
 
-async def execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan | None = None) -> Outcome:
+async def execute(
+    ctx: CallContext, op: Operation, args: dict[str, Any], plan: RequestPlan | None = None, *, touch: bool = True
+) -> Outcome:
     """Send one validated call of `op` under the exactly-once rules; never raises a SystemeError. A write that
-    may have applied (any outcome but not_applied) is announced to the sessions watching what it changes."""
+    may have applied (any outcome but not_applied) is announced to the sessions watching what it changes, and
+    (`touch`) counts as touching its records (`repeats.py`: results of identical calls naming them are forgotten)."""
     outcome = await _execute(ctx, op, args, plan)
     if not op.read_only and outcome.kind != OutcomeKind.NOT_APPLIED:
+        if touch:
+            await ctx.runtime.touched(touched_ids(ctx.catalog, op, args, outcome.data))
         await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args))
     return outcome
 
@@ -187,12 +194,15 @@ async def _settle(
     return Outcome(OutcomeKind.UNKNOWN, error=failure)
 
 
-async def resume(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Outcome:
+async def resume(
+    ctx: CallContext, op: Operation, args: dict[str, Any], *, found: OutcomeKind = OutcomeKind.APPLIED
+) -> Outcome:
     """A write that was in flight when its runner stopped (a durable job resumed after a restart): it may or may
     not have been applied. Settled as a lost answer is: idempotent writes are sent again; otherwise read back
     where declared (found → applied, absent → sent), or resent where the API refuses a repeat as already done;
     with neither, it stays unknown rather than risk a duplicate. A declared read-back comes first even for an
-    idempotent write: what is already there is not sent again."""
+    idempotent write: what is already there is not sent again. `found`: the outcome when reading back finds it
+    (applied for the job's own write; already_applied when it was an earlier identical call's)."""
     if op.is_idempotent and op.verify is None:
         outcome = await execute(ctx, op, args)
         if op.method == "DELETE" and isinstance(outcome.error, errors.NotFound):
@@ -200,13 +210,13 @@ async def resume(ctx: CallContext, op: Operation, args: dict[str, Any]) -> Outco
         return outcome
     if op.verify is not None:
         try:
-            found = await _find(ctx, op, args, ctx.client.deadline())
+            there = await _find(ctx, op, args, ctx.client.deadline())
         except errors.SystemeError as exc:
             if op.is_idempotent:  # unread, but repeating it is harmless
                 return await execute(ctx, op, args)
             return Outcome(OutcomeKind.UNKNOWN, error=exc)
-        if found is not None:
-            return Outcome(OutcomeKind.APPLIED, found if op.shape_name else None, note="confirmed by reading it back")
+        if there is not None:
+            return Outcome(found, there if op.shape_name else None, note="confirmed by reading it back")
         return await execute(ctx, op, args)
     if op.already:
         outcome = await execute(ctx, op, args)

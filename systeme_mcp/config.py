@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     call_budget: float = Field(
         20.0, gt=0, le=3600, validation_alias=_env("SYSTEME_CALL_BUDGET", "call_budget")
     )  # seconds a tool call may run before it answers with a job that carries on (jobs.py)
+    repeat_window: float = Field(
+        120.0, ge=0, le=3600, validation_alias=_env("SYSTEME_REPEAT_WINDOW", "repeat_window")
+    )  # seconds an identical write is answered from the first's result, not sent again (repeats.py); 0: off
     store: str | None = Field(None, validation_alias=_env("SYSTEME_STORE", "store"))
     # where jobs live: `memory`, `sqlite:///ABSOLUTE/PATH` or `redis://…` (jobstore.parse_store_url); unset: memory
     # with the embedded sandbox, else a file in this user's state directory (jobstore.default_state_dir)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import answers, calls, confirm, errors
+from . import answers, calls, confirm, errors, repeats
 from .answer_schemas import output_schema
 from .calls import Outcome, OutcomeKind
 from .catalog import Catalog, Operation
@@ -30,6 +30,9 @@ async def run(ctx: CallContext, op: Operation, model: ArgumentsModel, arguments:
     plan = build_request(op, args)
     previewing = args.get("dry_run") is True and op.params["dry_run"].location == "local"  # ours, not the API's
     if previewing or (op.is_destructive and not ctx.client.settings.read_only):
+        repeat = None if previewing else await repeats.repeated(ctx, op, args)
+        if repeat is not None:  # a retry of what was done: not asked again (nor refused: the record is gone)
+            return answers.operation(ctx.catalog, op, args, repeat)
         try:
             if previewing:
                 return answers.preview(op, args, await confirm.examine(ctx, op, args))
@@ -39,17 +42,25 @@ async def run(ctx: CallContext, op: Operation, model: ArgumentsModel, arguments:
             return answers.operation(ctx.catalog, op, args, Outcome(OutcomeKind.NOT_APPLIED, error=exc), lead=lead)
         if not isinstance(decided, confirm.Proceed):
             return answers.decision(op, decided)
-    done: list[str] = []
-    for step in op.before:
-        step_op, step_args = ctx.catalog[step.tool], step.arguments(args)
-        first = await calls.execute(ctx, step_op, step_args)
-        if first.error is not None:
-            after = f" (after {', '.join(done)} applied)" if done else ""
-            lead = f"{op.name} was not sent: {step.tool}, which it runs first, failed{after}. "
-            return answers.operation(ctx.catalog, step_op, step_args, first, lead=lead)
-        done.append(step.tool)
-    outcome = await calls.execute(ctx, op, args, plan)
-    return answers.operation(ctx.catalog, op, args, outcome)
+    async with await repeats.claim(ctx, op, args) as ticket:
+        if ticket.answer is not None:  # an identical call applied it, or is still sending it: not sent
+            return answers.operation(ctx.catalog, op, args, ticket.answer)
+        if ticket.doubt:  # an identical call may have applied it: settled without ever sending it twice
+            ticket.outcome = await ticket.recover()
+            return answers.operation(ctx.catalog, op, args, ticket.outcome)
+        ticket.outcome = Outcome(OutcomeKind.NOT_APPLIED)
+        done: list[str] = []
+        for step in op.before:
+            step_op, step_args = ctx.catalog[step.tool], step.arguments(args)
+            first = await calls.execute(ctx, step_op, step_args)
+            if first.error is not None:
+                after = f" (after {', '.join(done)} applied)" if done else ""
+                lead = f"{op.name} was not sent: {step.tool}, which it runs first, failed{after}. "
+                return answers.operation(ctx.catalog, step_op, step_args, first, lead=lead)
+            done.append(step.tool)
+        ticket.outcome = ticket.unsettled
+        ticket.outcome = await calls.execute(ctx, op, args, plan, touch=not ticket.active)
+        return answers.operation(ctx.catalog, op, args, ticket.outcome)
 
 
 def declared_tool(catalog: Catalog, op: Operation) -> ToolDef:

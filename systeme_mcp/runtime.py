@@ -18,8 +18,10 @@ from mcp import types
 from .catalog import Catalog, load_catalog
 from .client import SystemeClient
 from .config import Settings
+from .errors import SystemeError
 from .projection import cut, visible
 from .subscriptions import Subscriptions
+from .write_identity import scope
 
 log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
@@ -41,11 +43,23 @@ class Runtime:
     subscriptions: Subscriptions = field(default_factory=Subscriptions)  # who watches which resource
     tenants: Any = None  # per-request tenancy: the tenants' clients (tenancy.Tenants); None: single tenant
     tenant: Any = None  # in a tenant's view of the runtime (`for_tenant`): that tenancy.Tenant
+    repeats: Any = None  # the repeats.RepeatStore: identical writes claimed and remembered (shared by a fleet)
+    repeat_secret: bytes = field(default=b"", repr=False)  # the key write identities are hashed under
 
     @property
     def account(self) -> str:
         """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account`."""
         return self.tenant.id if self.tenant is not None else self.settings.account
+
+    async def touched(self, ids: list[str]) -> None:
+        """A write of this account touched these records (repeats.py forgets results of identical calls naming
+        them); never fails the write, which has happened."""
+        if not ids or self.repeats is None:
+            return
+        try:
+            await self.repeats.touch(scope(self.repeat_secret, self.account), ids)
+        except SystemeError as exc:
+            log.warning("could not record which records a write touched: %s", exc)
 
     def for_tenant(self, tenant: Any) -> Runtime:
         """The runtime as one tenant's calls see it: its client (key, pacer, pool), its jobs; the rest shared."""
@@ -88,8 +102,12 @@ async def open_runtime(
 
         runtime.tenants = Tenants(settings, make, clock=clock or time.monotonic)
     runtime.jobs = JobRunner(runtime, store)
+    from .repeats import open_repeats, secret_of  # imported here: it builds on this module (CallContext)
+
+    runtime.repeats, runtime.repeat_secret = open_repeats(settings, runtime.clock), secret_of(settings)
     try:
         async with anyio.create_task_group() as tg:
+            await runtime.repeats.serve(tg)
             await runtime.jobs.serve(tg)
             try:
                 yield runtime
@@ -98,6 +116,7 @@ async def open_runtime(
                     await runtime.jobs.release()
                 tg.cancel_scope.cancel()
     finally:
+        await runtime.repeats.aclose()
         await store.aclose()
         if runtime.tenants is not None:
             await runtime.tenants.aclose()

@@ -165,3 +165,22 @@ async def session(runtime: Runtime, era: str, transport: str, **options: Any) ->
         return
     async with serving_http(runtime) as url, Client(url, mode=mode, **options) as client:
         yield client
+
+
+class Gate(httpx2.AsyncBaseTransport):
+    """Holds the requests `match` selects until opened; counts those held and those let through."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, match: Callable[[httpx2.Request], bool]) -> None:
+        self.inner, self.match = inner, match
+        self.opened = anyio.Event()
+        self.held = 0
+        self.arrived = anyio.Event()  # set when `expect` requests are held
+        self.expect = 1
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.match(request) and not self.opened.is_set():
+            self.held += 1
+            if self.held >= self.expect:
+                self.arrived.set()
+            await self.opened.wait()
+        return await self.inner.handle_async_request(request)

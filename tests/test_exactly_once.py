@@ -252,7 +252,7 @@ async def test_cancel_that_did_not_happen_is_sent_again(mcp: Client, sandbox: An
 
 async def test_cancel_of_a_cancelled_subscription_says_nothing_changed(mcp: Client, sandbox: Any) -> None:
     sub = _active_subscription(sandbox)
-    await mcp.call_tool("cancel_subscription", {"subscription_id": sub.id, "when": "now"})
+    sub.status = "cancelled"  # elsewhere (in the account's dashboard): the server has no record of it
     result = await mcp.call_tool("cancel_subscription", {"subscription_id": sub.id, "when": "now"})
     answer = failure(result)
     assert answer["outcome"] == "not_applied" and answer["error"] == {"kind": "invalid_request", "status": 422}

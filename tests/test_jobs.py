@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +20,10 @@ from systeme_mcp.runtime import Runtime, open_runtime
 from systeme_mcp.server import create_server
 
 from .conftest import sandbox_settings
-from .helpers import RawApi, VirtualClock, text
+from .helpers import Gate, RawApi, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
 BUDGET = 0.3  # seconds: the call budget of these tests
-
-
-class Gate(httpx2.AsyncBaseTransport):
-    """Holds the requests `match` selects until opened; counts those held and those let through."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport, match: Callable[[httpx2.Request], bool]) -> None:
-        self.inner, self.match = inner, match
-        self.opened = anyio.Event()
-        self.held = 0
-        self.arrived = anyio.Event()  # set when `expect` requests are held
-        self.expect = 1
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self.match(request) and not self.opened.is_set():
-            self.held += 1
-            if self.held >= self.expect:
-                self.arrived.set()
-            await self.opened.wait()
-        return await self.inner.handle_async_request(request)
 
 
 def tag_posts(request: httpx2.Request) -> bool:
