@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -163,10 +164,10 @@ def state_security(settings: Settings) -> RequestStateSecurity:
     """How confirmations (2026-07-28 requestState) are sealed: under SYSTEME_STATE_SECRET's key ring when set (the
     SDK's AES-256-GCM codec: the first key seals, every key opens), so any server holding the ring opens what
     another sealed, before or after a restart; else under a key this process makes (one process only)."""
-    keys = settings.state_keys
+    keys: list[str | bytes] = [*settings.state_keys] or [secrets.token_bytes(32)]
     if settings.tenancy == "per-request":  # bound to the tenant: another tenant's echo of it is refused
         return RequestStateSecurity(keys=keys, bind_principal=tenancy.principal)
-    return RequestStateSecurity(keys=keys) if keys else RequestStateSecurity.ephemeral()
+    return RequestStateSecurity(keys=keys)
 
 
 def viewed(runtime: Runtime, ctx: ServerRequestContext[Runtime]) -> Runtime:

@@ -7,8 +7,9 @@ upstream key, and everything that touches the account is that tenant's own.
   is answered 401, with a `WWW-Authenticate` naming the header, before any MCP processing (`TenantGuard`).
   Where it comes from is a `CredentialSource` (`credential_for(request)`): headers today; an OAuth 2.1
   resource server (a verified principal mapped to a stored credential) is another source, nothing else changes.
-- The tenant id: HMAC-SHA256 of the credential under SYSTEME_STATE_SECRET's first key. It names the tenant's
-  jobs in the store and binds its confirmations; the key itself is kept only in memory, in the tenant's client.
+- The tenant id: HMAC-SHA256 of the credential under SYSTEME_TENANT_SECRET, a key of its own that never rotates
+  (the state ring does: were the ids made with it, each rotation would orphan every tenant's jobs). It names the
+  tenant's jobs in the store and binds its confirmations; the key itself is kept only in memory, in its client.
 - Per tenant (`Tenants`): a `SystemeClient` of its own (its key, pacer and connection pool; its scrub knows its
   key), made on the tenant's first request and kept in a bounded LRU; one unused past `IDLE` seconds, or past
   `CAPACITY` tenants, is closed. A tenant in use (a request or a job of its own running) is never closed.
@@ -123,10 +124,10 @@ class Tenants:
         idle: float = IDLE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert settings.resolved_backend in ("gateway", "direct") and settings.state_keys
+        assert settings.resolved_backend in ("gateway", "direct") and settings.tenant_secret is not None
         self.backend: Literal["gateway", "direct"] = "gateway" if settings.resolved_backend == "gateway" else "direct"
         self.source: CredentialSource = HeaderCredentials(self.backend)
-        self._settings, self._secret = settings, settings.state_keys[0]
+        self._settings, self._secret = settings, settings.tenant_secret.get_secret_value()
         self._make, self._capacity, self._idle, self._clock = make_client, capacity, idle, clock
         self._live: OrderedDict[str, Tenant] = OrderedDict()
 
