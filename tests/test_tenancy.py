@@ -209,7 +209,7 @@ async def test_the_lru_closes_the_clients_it_evicts() -> None:
     now = [0.0]
     made: list[SystemeClient] = []
 
-    def make(settings: Settings) -> SystemeClient:
+    def make(settings: Settings, account: str, maton: str | None) -> SystemeClient:
         made.append(SystemeClient(settings))
         return made[-1]
 
