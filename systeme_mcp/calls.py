@@ -89,7 +89,7 @@ async def execute(ctx: CallContext, op: Operation, args: dict[str, Any], plan: R
     may have applied (any outcome but not_applied) is announced to the sessions watching what it changes."""
     outcome = await _execute(ctx, op, args, plan)
     if not op.read_only and outcome.kind != OutcomeKind.NOT_APPLIED:
-        await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args))
+        await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args), account=ctx.runtime.account)
     return outcome
 
 

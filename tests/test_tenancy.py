@@ -83,10 +83,12 @@ def tenancy_settings(url: str, backend: str = "gateway", **overrides: Any) -> Se
 
 
 @asynccontextmanager
-async def tenant_server(url: str, backend: str, **overrides: Any) -> AsyncIterator[tuple[str, Runtime]]:
+async def tenant_server(
+    url: str, backend: str, transport: httpx2.AsyncBaseTransport | None = None, **overrides: Any
+) -> AsyncIterator[tuple[str, Runtime]]:
     with socket.create_server(("127.0.0.1", 0)) as sock:
         settings = tenancy_settings(url, backend, port=int(sock.getsockname()[1]), **overrides)
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings, transport=transport) as runtime:
             app = http_app(create_server(runtime), settings, runtime.tenants)
             server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
             async with anyio.create_task_group() as tg:
@@ -106,10 +108,10 @@ async def accept(context: Any, params: Any) -> types.ElicitResult:
 
 
 @asynccontextmanager
-async def tenant(url: str, sent: dict[str, str], mode: str = "auto") -> AsyncIterator[Client]:
+async def tenant(url: str, sent: dict[str, str], mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     async with httpx2.AsyncClient(headers=sent, timeout=30) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode=mode, cache=None, elicitation_callback=accept) as client:
+        async with Client(transport, mode=mode, cache=None, elicitation_callback=accept, **options) as client:
             yield client
 
 
