@@ -1,7 +1,7 @@
 """`RedisGovernor`: the rate governor a fleet of replicas shares, in Redis, per upstream account.
 
-For account fingerprint A (`Settings.account`) and Maton account M (`governor.maton_account`), P the store's
-key prefix (`jobstore_redis.split_url`):
+For account A (`Settings.account`; a tenant's id) and Maton account M (`governor.maton_account`;
+`tenancy.maton_id`), P the store's key prefix (`jobstore_redis.split_url`):
 - `P rate:A` hash: `remaining` (the last count an answer showed; absent: unknown), `seen` (when the request
   that showed it was let go), `refill` (seconds to the next token, as last stated), `blocked_until` (after a 429's
   Retry-After, or a spent bucket: until its refill), `background_until`, `hold`, `hold_next`, `stale` (the
