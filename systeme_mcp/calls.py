@@ -96,7 +96,7 @@ async def execute(
     if not op.read_only and outcome.kind != OutcomeKind.NOT_APPLIED:
         if touch:
             await ctx.runtime.touched(touched_ids(ctx.catalog, op, args, outcome.data))
-        await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args))
+        await ctx.runtime.subscriptions.notify_updated(*changed_uris(op, args), account=ctx.runtime.account)
     return outcome
 
 

@@ -37,7 +37,7 @@ from . import errors, hosts
 from .auth import SANDBOX_KEY, credentials
 from .catalog import Operation, ResultShape
 from .config import Settings
-from .governor import open_governor
+from .governor import Governor, open_governor
 from .pacing import WaitTooLong, in_background
 from .policy import (
     CONNECT_TIMEOUT_CAP,
@@ -98,6 +98,7 @@ class SystemeClient:
         transport: httpx2.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        governor: Governor | None = None,
     ) -> None:
         self.settings = settings
         self.backend = settings.resolved_backend
@@ -108,7 +109,8 @@ class SystemeClient:
         self.call_deadline = settings.call_deadline
         if "call_deadline" not in settings.model_fields_set:
             self.call_deadline = max(settings.call_deadline, settings.retry_budget)
-        self.pacer = open_governor(settings, sleep=sleep, clock=clock)  # shared by a fleet on a Redis store
+        # shared by a fleet on a Redis store; `governor`: one made for this client (a tenant's, on the process's Redis)
+        self.pacer = governor or open_governor(settings, sleep=sleep, clock=clock)
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT_CAP, settings.timeout)),

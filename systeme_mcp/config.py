@@ -23,6 +23,7 @@ MATON_CTRL_URL = "https://api.maton.ai"
 LEGACY_MATON_GATEWAY_URL = "https://gateway.maton.ai"
 LEGACY_MATON_CTRL_URL = "https://ctrl.maton.ai"
 MIN_STATE_KEY_CHARS = 32  # each key of SYSTEME_STATE_SECRET: the SDK's AES-GCM codec wants 32 bytes of randomness
+MAKE_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'  # how to make a key (said in refusals)
 SHARED_STORES = ("redis://", "rediss://")  # stores a fleet of replicas shares: they must share the state key too
 MIN_SECRET_CHARS = 8  # shorter "keys" (README's `SYSTEME_API_KEY=x` against a local sandbox) are not redacted
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     state_secret: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_STATE_SECRET", "state_secret"))
     # the key ring that seals confirmations (2026-07-28 requestState), comma-separated: the first seals, every one
     # opens; unset: a key made fresh in each process. Environment or .env only, never a flag (process lists).
+    tenant_secret: SecretStr | None = Field(None, validation_alias=_env("SYSTEME_TENANT_SECRET", "tenant_secret"))
+    # per-request tenancy: the key of the tenant ids (tenancy.tenant_id); never rotated, as another key makes every
+    # tenant new (its jobs no longer its own). Environment or .env only, never a flag.
     job_lease: float = Field(
         30.0, ge=1, le=3600, validation_alias=_env("SYSTEME_JOB_LEASE", "job_lease")
     )  # seconds a runner's claim on a job lasts unrenewed: a dead runner's jobs are resumed after it
@@ -153,11 +157,23 @@ class Settings(BaseSettings):
             if len(key) < MIN_STATE_KEY_CHARS:
                 raise ValueError(
                     f"SYSTEME_STATE_SECRET: key {n} of {len(keys)} is shorter than {MIN_STATE_KEY_CHARS} characters; "
-                    'make one with: python -c "import secrets; print(secrets.token_hex(32))"'
+                    f"make one with: {MAKE_KEY}"
                 )
         if len(set(keys)) < len(keys):
             raise ValueError("SYSTEME_STATE_SECRET: a key is listed twice")
         return value
+
+    @field_validator("tenant_secret")
+    @classmethod
+    def _tenant_key(cls, value: SecretStr | None) -> SecretStr | None:
+        key = value.get_secret_value().strip() if value is not None else ""
+        if not key:
+            return None
+        if len(key) < MIN_STATE_KEY_CHARS:  # never the key, nor its length
+            raise ValueError(
+                f"SYSTEME_TENANT_SECRET is shorter than {MIN_STATE_KEY_CHARS} characters; make one with: {MAKE_KEY}"
+            )
+        return SecretStr(key)
 
     @field_validator("maton_connection")
     @classmethod
@@ -184,6 +200,8 @@ class Settings(BaseSettings):
             raise ValueError("SYSTEME_BACKEND=gateway needs MATON_API_KEY")
         elif self.backend == "direct" and not self.systeme_api_key:
             raise ValueError("SYSTEME_BACKEND=direct needs SYSTEME_API_KEY")
+        if self.tenant_secret is not None and self.tenant_secret.get_secret_value() in self.state_keys:
+            raise ValueError("SYSTEME_TENANT_SECRET must differ from every key of SYSTEME_STATE_SECRET (a key, a use)")
         if self.maton_connection and self.resolved_backend == "direct":
             raise ValueError("MATON_CONNECTION only applies to the Maton gateway, not the direct API")
         if self.store and self.store.startswith(SHARED_STORES):
@@ -235,6 +253,7 @@ class Settings(BaseSettings):
         named = {"MATON_API_KEY": self.maton_api_key, "SYSTEME_API_KEY": self.systeme_api_key}
         named["SYSTEME_AUTH_TOKEN"] = self.auth_token
         named["SYSTEME_STATE_SECRET"] = self.state_secret
+        named["SYSTEME_TENANT_SECRET"] = self.tenant_secret
         return {name: s.get_secret_value() for name, s in named.items() if s and s.get_secret_value()}
 
     def secrets(self) -> list[str]:
@@ -271,8 +290,12 @@ def per_request_problem(settings: Settings) -> None:
         raise ValueError(f"{where}: a tenant names its connection in a Maton-Connection header; unset MATON_CONNECTION")
     if settings.auth_token:  # both would be `Authorization: Bearer`: the tenant's key is the authentication
         raise ValueError(f"{where}: the tenant's key authenticates each request; unset SYSTEME_AUTH_TOKEN")
-    if settings.state_secret is None:
-        raise ValueError(f"{where} needs SYSTEME_STATE_SECRET: its first key makes the tenant ids (keyed hashes)")
+    if settings.tenant_secret is None:
+        raise ValueError(
+            f"{where} needs SYSTEME_TENANT_SECRET, the key of the tenant ids (a keyed hash of each credential): "
+            f"at least {MIN_STATE_KEY_CHARS} characters, the same on every server, never changed; make one with: "
+            + MAKE_KEY
+        )
 
 
 def state_keys(secret: SecretStr) -> list[str]:

@@ -6,7 +6,9 @@ One interface, chosen by the store (`open_governor`):
   shared in Redis per upstream account, so every replica paces by what any replica learnt (`X-RateLimit-*`,
   `Retry-After`) and the fleet together stays within the account's quota; with the Maton gateway also a token
   bucket per Maton account (`MATON_RATE` requests/s, all replicas together).
-Accounts are named by fingerprints (`Settings.account`, `maton_account`): never a key.
+Accounts are named, never by a key: the process's own by fingerprints (`Settings.account`, `maton_account`); a
+tenant's (per-request tenancy) by keyed hashes of its credential (`tenancy.tenant_id`), so nothing in Redis is an
+unkeyed function of a tenant's key.
 
 Redis down (shared governor only): a write is refused before anything is sent (`RateStateUnavailable`: running it
 without the fleet's shared budget could collect 429s mid-batch or overrun another replica's reserve); a read
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -96,22 +98,29 @@ def maton_account(settings: Settings) -> str:
 def open_governor(
     settings: Settings,
     *,
+    account: str | None = None,
+    maton: str | None = None,
+    redis: Any = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Governor:
-    """The governor for `settings`' store. Clock policy of the shared one: times shared between replicas are
-    Redis's own (`TIME`, one clock for the fleet; replica clocks differ), and only durations leave Redis; a
-    client given a clock of its own (tests' virtual clocks) has that clock used for the shared times too."""
+    """The governor for `settings`' store, pacing `account` (and, with the gateway, the Maton account `maton`;
+    unset: the settings' fingerprints), through `redis` (the process's redis-py client; None: its own). Clock policy
+    of the shared one: times shared between replicas are Redis's own (`TIME`, one clock for the fleet; replica
+    clocks differ), and only durations leave Redis; a client given a clock of its own (tests' virtual clocks) has
+    that clock used for the shared times too."""
     pacer = Pacer(sleep=sleep, clock=clock)
     store = settings.store_url
     if not store.startswith(SHARED_STORES):
         return LocalGovernor(pacer)
     from .governor_redis import RedisGovernor  # imported here: only a Redis store needs it (and redis-py)
 
+    gateway = settings.resolved_backend == "gateway"
     return RedisGovernor(
         store,
-        settings.account,
-        maton=maton_account(settings) if settings.resolved_backend == "gateway" else None,
+        account or settings.account,
+        maton=(maton or maton_account(settings)) if gateway else None,
+        redis=redis,
         slot_ttl=settings.timeout + SLOT_MARGIN,
         fallback=pacer,
         sleep=sleep,

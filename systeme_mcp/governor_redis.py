@@ -1,7 +1,7 @@
 """`RedisGovernor`: the rate governor a fleet of replicas shares, in Redis, per upstream account.
 
-For account fingerprint A (`Settings.account`) and Maton account M (`governor.maton_account`), P the store's
-key prefix (`jobstore_redis.split_url`):
+For account A (`Settings.account`; a tenant's id) and Maton account M (`governor.maton_account`;
+`tenancy.maton_id`), P the store's key prefix (`jobstore_redis.split_url`):
 - `P rate:A` hash: `remaining` (the last count an answer showed; absent: unknown), `seen` (when the request
   that showed it was let go), `refill` (seconds to the next token, as last stated), `blocked_until` (after a 429's
   Retry-After, or a spent bucket: until its refill), `background_until`, `hold`, `hold_next`, `stale` (the
@@ -31,20 +31,17 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .governor import MATON_BURST, MATON_RATE, RateStateUnavailable
-from .jobstore_redis import split_url
+from .jobstore_redis import REDIS_TIMEOUT, connect, split_url
 from .pacing import BACKGROUND_RESERVE, MIN_HOLD, Pacer, WaitTooLong, in_background
 from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_remaining, refill_wait
 
 log = logging.getLogger("systeme_mcp.governor")
 POLL = 0.02  # seconds between two looks at the shared state while waiting for answers
 MIN_WAIT = 0.001  # seconds: the shortest wait (times in Redis are kept to the microsecond)
-REDIS_TIMEOUT = 2.0  # seconds a Redis call may take before the state counts as unavailable
 KEY_TTL = 86_400  # seconds an idle account's rate state is kept
 DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 LOCAL = "local"  # the slot of a read paced by the local Pacer while Redis was down
@@ -175,8 +172,9 @@ def _text(value: Any) -> str:
 
 class RedisGovernor:
     """The shared governor of account `account` on the Redis at `url` (`maton`: the Maton account, for gateway
-    requests). `fallback` paces reads while Redis is down. `shared_clock`: the time the scripts use (None: Redis's
-    `TIME`); `clock` is the caller's, for deadlines, and `sleep` waits."""
+    requests), through `redis`, the process's client (None: one of its own, closed with the governor). `fallback`
+    paces reads while Redis is down. `shared_clock`: the time the scripts use (None: Redis's `TIME`); `clock` is
+    the caller's, for deadlines, and `sleep` waits."""
 
     def __init__(
         self,
@@ -184,6 +182,7 @@ class RedisGovernor:
         account: str,
         *,
         maton: str | None = None,
+        redis: aioredis.Redis | None = None,
         slot_ttl: float = 35.0,
         fallback: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
@@ -192,12 +191,8 @@ class RedisGovernor:
     ) -> None:
         redis_url, prefix = split_url(url)
         self.where = redis_url.split("@")[-1].split("?")[0]  # host:port/db, never a password
-        self._redis: aioredis.Redis = aioredis.from_url(
-            redis_url,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        )
+        self._owned = redis is None
+        self._redis: aioredis.Redis = redis if redis is not None else connect(url)
         self._acquire = self._redis.register_script(ACQUIRE)
         self._observe = self._redis.register_script(OBSERVE)
         self.keys = [f"{prefix}rate:{account}", f"{prefix}rate:{account}:flying", f"{prefix}maton:{maton or '-'}"]
@@ -295,4 +290,5 @@ class RedisGovernor:
                 log.warning("shared rate state unavailable (%s): an answer's rate headers were not shared", self.where)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._owned:
+            await self._redis.aclose()

@@ -42,13 +42,14 @@ class JobRunner:
         self.owner = f"{secrets.token_hex(6)}"  # this process's lease-holder name
         self.kinds: dict[str, JobKind] = {}
         self.cancelling: set[str] = set()
-        self.on_update: list[Callable[[str], Coroutine[Any, Any, None]]] = []  # called with a job id as it progresses
+        self.on_update: list[Callable[[str, str], Coroutine[Any, Any, None]]] = []  # (job id, account): it progressed
         self._clock = clock
         self._tg: TaskGroup | None = None
         self._local: dict[str, anyio.CancelScope] = {}
         self._events: dict[str, anyio.Event] = {}
         self._started: dict[str, tuple[float, int]] = {}  # job id → (monotonic start of this run, settled then)
         self._notified: dict[str, float] = {}
+        self._accounts: dict[str, str] = {}  # job id → its account, for the jobs running here
         self._ready = anyio.Event()
         self._adopted: set[str] = set()  # jobs that are calls past their budget (adopt)
         self._followers: dict[str, list[CallContext]] = {}  # calls waiting for a job, to log its progress to
@@ -162,7 +163,7 @@ class JobRunner:
     def _launch(self, job: Job) -> None:
         assert self._tg is not None, "the job runner is not serving"
         scope = anyio.CancelScope()
-        self._local[job.id] = scope
+        self._local[job.id], self._accounts[job.id] = scope, job.tenant
         if job.cancel_requested:  # cancelled while no runner held it: resumed only to settle what was in flight
             self.cancelling.add(job.id)
         hold = ExitStack()  # taken now, so the tenant's client stays open until the job has run
@@ -199,6 +200,7 @@ class JobRunner:
         self._adopted.discard(job_id)
         self.cancelling.discard(job_id)
         self.touch(job_id, final=True)
+        self._accounts.pop(job_id, None)
 
     def holding(self, account: str) -> AbstractContextManager[Any]:
         """Keeps the tenant's client open while its job runs (per-request tenancy; else nothing to hold)."""
@@ -213,7 +215,7 @@ class JobRunner:
         job = Job(new_job_id(), kind, args, 0, now, updated=now, owner=self.owner, lease_until=now + self.lease)
         job.tenant = account
         await self.store.create(job, [])
-        self._local[job.id] = scope
+        self._local[job.id], self._accounts[job.id] = scope, account
         self._adopted.add(job.id)
         self._started[job.id] = (anyio.current_time(), 0)
         return job
@@ -268,11 +270,12 @@ class JobRunner:
         event = self._events.pop(job_id, None)
         if event is not None:
             event.set()
-        now = anyio.current_time()
-        if self.on_update and self._tg is not None and (final or now - self._notified.get(job_id, 0) >= NOTIFY_EVERY):
+        now, account = anyio.current_time(), self._accounts.get(job_id)
+        due = final or now - self._notified.get(job_id, 0) >= NOTIFY_EVERY
+        if self.on_update and self._tg is not None and account is not None and due:
             self._notified[job_id] = now
             for callback in self.on_update:
-                self._tg.start_soon(callback, job_id)
+                self._tg.start_soon(callback, job_id, account)
 
     def rate(self, job_id: str, settled: int) -> float | None:
         """Items per second in this run of a job running here (None when unknown)."""

@@ -237,15 +237,16 @@ def parse_store_url(url: str) -> tuple[str, str]:
     raise ValueError(f"SYSTEME_STORE must be {STORE_FORMS} (got {redact(url)!r})")
 
 
-def open_store(url: str) -> JobStore:
-    """The store `url` names (see `parse_store_url`)."""
+def open_store(url: str, *, redis: Any = None) -> JobStore:
+    """The store `url` names (see `parse_store_url`); a Redis one through `redis`, the process's redis-py client
+    (jobstore_redis.connect), when given."""
     kind, path = parse_store_url(url)
     if kind == "memory":
         return MemoryJobStore()
     if kind == "redis":
         from .jobstore_redis import RedisJobStore  # imported here: redis-py is loaded only when a fleet uses Redis
 
-        return RedisJobStore(path)
+        return RedisJobStore(path, redis)
     from .jobstore_sqlite import SqliteJobStore  # imported here: sqlite3 is only loaded when a file store is used
 
     return SqliteJobStore(Path(path))

@@ -14,6 +14,9 @@ Every update of more than one key is one MULTI/EXEC (`create`) or one Lua script
 `prune`; reads that must see one state, `items` and `jobs`, too), so a reader or a replica dying midway never
 sees half of it. The scripts build some key names from the prefix: this is a store for one Redis (with its
 replicas), not Redis Cluster.
+
+One redis-py client (one connection pool) per process (`connect`): the runtime makes it and gives it to the store
+and to every governor (each tenant's), and closes it once; a store or governor given none makes and closes its own.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.typing import EncodableT
 
 from .jobstore import FINISHED, Item, ItemState, Job, Status
 
 JOB_FIELDS = {f.name for f in fields(Job)}
 ITEM_STATES: tuple[ItemState, ...] = ("pending", "in_flight", "settled")
+REDIS_TIMEOUT = 2.0  # seconds a Redis call may take before Redis counts as unavailable
 
 SAVE = """
 local p, id = ARGV[1], ARGV[2]
@@ -127,6 +133,17 @@ def split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), "systeme-mcp:" + (f"{namespace}:" if namespace else "")
 
 
+def connect(url: str) -> aioredis.Redis:
+    """A client (its own connection pool, connected on first use) of the Redis `url` names (namespace ignored): a
+    call that takes past REDIS_TIMEOUT fails, so a dead Redis is seen as such; a dropped connection is retried."""
+    return aioredis.from_url(
+        split_url(url)[0],
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -142,12 +159,13 @@ def _job(raw: dict[bytes | str, bytes | str] | list[bytes]) -> Job:
 
 
 class RedisJobStore:
-    """Jobs in Redis at `url` (`redis://[:PASSWORD@]HOST:PORT/DB[?namespace=NAME]`, or `rediss://` for TLS). The
-    connection is made on first use."""
+    """Jobs in Redis at `url` (`redis://[:PASSWORD@]HOST:PORT/DB[?namespace=NAME]`, or `rediss://` for TLS), through
+    `redis` (the process's client, see the module doc; None: one of its own). The connection is made on first use."""
 
-    def __init__(self, url: str) -> None:
-        redis_url, self.prefix = split_url(url)
-        self._redis: aioredis.Redis = aioredis.from_url(redis_url, decode_responses=False)
+    def __init__(self, url: str, redis: aioredis.Redis | None = None) -> None:
+        self.prefix = split_url(url)[1]
+        self._owned = redis is None
+        self._redis: aioredis.Redis = redis if redis is not None else connect(url)
         self._save = self._redis.register_script(SAVE)
         self._claim = self._redis.register_script(CLAIM)
         self._mark = self._redis.register_script(MARK)
@@ -278,4 +296,5 @@ class RedisJobStore:
         return deleted
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._owned:
+            await self._redis.aclose()

@@ -194,12 +194,13 @@ class MemoryRepeats:
         return None
 
 
-def open_repeats(settings: Any, clock: Callable[[], float]) -> RepeatStore:
-    """The repeat store beside `settings`' job store: Redis's for a fleet, else this process's."""
-    if settings.store_url.startswith(("redis://", "rediss://")):
+def open_repeats(settings: Any, clock: Callable[[], float], redis: Any = None) -> RepeatStore:
+    """The repeat store beside `settings`' job store: in Redis for a fleet (on the process's shared client
+    `redis`), else this process's."""
+    if redis is not None:
         from .repeats_redis import RedisRepeats  # imported here: only a Redis store needs it (and redis-py)
 
-        return RedisRepeats(settings.store_url, settings.repeat_window)
+        return RedisRepeats(settings.store_url, settings.repeat_window, redis=redis)
     return MemoryRepeats(settings.repeat_window, clock)
 
 

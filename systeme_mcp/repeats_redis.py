@@ -23,17 +23,14 @@ from typing import Any
 import anyio
 import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .jobstore_redis import split_url
+from .jobstore_redis import connect, split_url
 from .repeats import Claim, RepeatStateUnavailable, Seen, kept
 from .write_identity import Write
 
 log = logging.getLogger("systeme_mcp.repeats")
-REDIS_TIMEOUT = 2.0  # seconds a Redis call may take before the state counts as unavailable
 BEAT, ALIVE = 1.0, 5.0  # seconds between heartbeats; seconds a replica counts as alive after its last
 DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -137,16 +134,14 @@ def _text(value: bytes | str) -> str:
 class RedisRepeats:
     """The repeat store of a fleet (see the module doc); the connection is made on first use."""
 
-    def __init__(self, url: str, window: float, *, replica: str | None = None) -> None:
-        redis_url, self.prefix = split_url(url)
+    def __init__(
+        self, url: str, window: float, *, redis: aioredis.Redis | None = None, replica: str | None = None
+    ) -> None:
+        self.prefix = split_url(url)[1]
         self.window = window
         self.replica = replica or secrets.token_hex(8)
-        self._redis: aioredis.Redis = aioredis.from_url(
-            redis_url,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        )
+        self._own = redis is None  # given the process's shared client: closed by whoever made it
+        self._redis: aioredis.Redis = redis if redis is not None else connect(url)
         self._claim = self._redis.register_script(CLAIM)
         self._peek = self._redis.register_script(PEEK)
         self._settle = self._redis.register_script(SETTLE)
@@ -216,4 +211,5 @@ class RedisRepeats:
         tg.start_soon(beat)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._own:
+            await self._redis.aclose()

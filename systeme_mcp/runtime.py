@@ -17,8 +17,9 @@ from mcp import types
 
 from .catalog import Catalog, load_catalog
 from .client import SystemeClient
-from .config import Settings
+from .config import SHARED_STORES, Settings
 from .errors import SystemeError
+from .governor import open_governor
 from .projection import cut, visible
 from .subscriptions import Subscriptions
 from .write_identity import scope
@@ -88,23 +89,31 @@ async def open_runtime(
         settings = settings.model_copy(update={"maton_gateway_url": base, "maton_ctrl_url": base})
         transport = transport or sandbox.transport()
     timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
-    client = SystemeClient(settings, transport=transport, **timing)
+    redis = None  # one redis-py client for the process: the store's and every governor's connections
+    if settings.store_url.startswith(SHARED_STORES):
+        from .jobstore_redis import connect  # imported here: redis-py is loaded only when a fleet uses Redis
+
+        redis = connect(settings.store_url)
+
+    def make(client_settings: Settings, account: str | None = None, maton: str | None = None) -> SystemeClient:
+        """A client of `client_settings`, its requests paced as `account` (and `maton`; see open_governor)."""
+        pacer = open_governor(client_settings, account=account, maton=maton, redis=redis, **timing)
+        return SystemeClient(client_settings, transport=transport, governor=pacer, **timing)
+
+    client = make(settings)
     from .jobs import JobRunner  # imported here: jobs builds on this module (CallContext, Runtime)
     from .jobstore import open_store  # imported here, beside it: the store is the runner's
 
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, redis=redis)
     runtime = Runtime(settings=settings, catalog=catalog, client=client, sandbox=sandbox, clock=clock or time.monotonic)
     if settings.tenancy == "per-request":
         from .tenancy import Tenants  # imported here: only per-request tenancy needs it (and starlette)
-
-        def make(tenant_settings: Settings) -> SystemeClient:
-            return SystemeClient(tenant_settings, transport=transport, **timing)
 
         runtime.tenants = Tenants(settings, make, clock=clock or time.monotonic)
     runtime.jobs = JobRunner(runtime, store)
     from .repeats import open_repeats, secret_of  # imported here: it builds on this module (CallContext)
 
-    runtime.repeats, runtime.repeat_secret = open_repeats(settings, runtime.clock), secret_of(settings)
+    runtime.repeats, runtime.repeat_secret = open_repeats(settings, runtime.clock, redis), secret_of(settings)
     try:
         async with anyio.create_task_group() as tg:
             await runtime.repeats.serve(tg)
@@ -121,6 +130,8 @@ async def open_runtime(
         if runtime.tenants is not None:
             await runtime.tenants.aclose()
         await client.aclose()
+        if redis is not None:
+            await redis.aclose()
 
 
 class CallContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -69,8 +70,8 @@ def activate_jobs(runtime: Runtime) -> None:
     kinds: dict[str, Any] = {name: t.job_kind for name, t in every.items() if t.job_kind is not None}
     runtime.jobs.activate({**kinds, budget.KIND: budget.CallKind(rerun)})
 
-    async def announce(job_id: str) -> None:  # subscribers of systeme://jobs/{id} hear as it progresses
-        await runtime.subscriptions.notify_updated(job_uri(job_id))
+    async def announce(job_id: str, account: str) -> None:  # its account's watchers of systeme://jobs/{id} hear
+        await runtime.subscriptions.notify_updated(job_uri(job_id), account=account)
 
     if not runtime.jobs.on_update:  # once per runtime, however many servers share it
         runtime.jobs.on_update.append(announce)
@@ -117,7 +118,7 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         return handler
 
     async def subscribe(ctx: ServerRequestContext[Runtime], params: types.SubscribeRequestParams) -> types.EmptyResult:
-        runtime.subscriptions.subscribe(ctx.session, params.uri)
+        runtime.subscriptions.subscribe(ctx.session, params.uri, viewed(runtime, ctx).account)
         return types.EmptyResult()
 
     async def unsubscribe(
@@ -125,6 +126,11 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
     ) -> types.EmptyResult:
         runtime.subscriptions.unsubscribe(ctx.session, params.uri)
         return types.EmptyResult()
+
+    async def listen(
+        ctx: ServerRequestContext[Runtime], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        return await runtime.subscriptions.listen(ctx, params, viewed(runtime, ctx).account)
 
     async def set_level(ctx: ServerRequestContext[Runtime], params: types.SetLevelRequestParams) -> types.EmptyResult:
         runtime.log_level = params.level
@@ -144,7 +150,7 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
         # resource updates: 2025-11-25 sessions subscribe per URI; 2026-07-28 clients listen (subscriptions.py)
         on_subscribe_resource=subscribe,
         on_unsubscribe_resource=unsubscribe,
-        on_subscriptions_listen=runtime.subscriptions.listen,
+        on_subscriptions_listen=listen,
         on_list_prompts=bound(prompts.list_prompts),
         on_get_prompt=bound(prompts.get_prompt),
         on_completion=bound(prompts.complete),
@@ -163,10 +169,10 @@ def state_security(settings: Settings) -> RequestStateSecurity:
     """How confirmations (2026-07-28 requestState) are sealed: under SYSTEME_STATE_SECRET's key ring when set (the
     SDK's AES-256-GCM codec: the first key seals, every key opens), so any server holding the ring opens what
     another sealed, before or after a restart; else under a key this process makes (one process only)."""
-    keys = settings.state_keys
+    keys: list[str | bytes] = [*settings.state_keys] or [secrets.token_bytes(32)]
     if settings.tenancy == "per-request":  # bound to the tenant: another tenant's echo of it is refused
         return RequestStateSecurity(keys=keys, bind_principal=tenancy.principal)
-    return RequestStateSecurity(keys=keys) if keys else RequestStateSecurity.ephemeral()
+    return RequestStateSecurity(keys=keys)
 
 
 def viewed(runtime: Runtime, ctx: ServerRequestContext[Runtime]) -> Runtime:

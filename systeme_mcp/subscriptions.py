@@ -12,6 +12,11 @@ What a write may change is declared per operation (`changes` in tool_specs: URIs
 have applied, whichever tool made it (declared, bulk, upsert). Other code with news (jobs) calls
 `notify_updated` itself. Any URI may be watched, as the SDK's listen streams honour any: a record that does not
 exist yet may come to. Bounded: URI length, URIs per session; delivery is best-effort and never fails a write.
+
+Per account: each session and listen stream is its account's (`Runtime.account` of the request that opened it:
+per-request tenancy, its tenant's id), and news of an account reaches only its own, so a tenant watching another's
+job URI (or `systeme://tags`) hears nothing of it — exactly as for a URI that names nothing, so not even whether
+the job exists. Listen streams get a bus and handler per account (`_Listeners`), made with its first stream.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -62,25 +68,35 @@ def _checked(uris: list[str]) -> list[str]:
     return uris
 
 
+@dataclass
+class _Listeners:
+    """One account's listen streams: a bus of their own, and the URIs they watch (how many streams each)."""
+
+    bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
+    uris: Counter[str] = field(default_factory=Counter)
+    streams: int = 0
+
+    def __post_init__(self) -> None:
+        self.handler = ListenHandler(self.bus)
+
+
 class Subscriptions:
-    """Who watches what, for one server process (every session of it): legacy sessions by connection, modern
-    listen streams by URI."""
+    """Who watches what, for one server process (every session of it), per account: legacy sessions by
+    connection, modern listen streams by URI."""
 
     def __init__(self) -> None:
-        self.bus = InMemorySubscriptionBus()
-        self._listen = ListenHandler(self.bus)
-        self._sessions: dict[int, tuple[Any, set[str]]] = {}  # id(connection) → (connection, its URIs)
-        self._listening: Counter[str] = Counter()  # URI → open listen streams watching it
+        self._sessions: dict[int, tuple[Any, str, set[str]]] = {}  # id(connection) → (connection, account, URIs)
+        self._listeners: dict[str, _Listeners] = {}  # account → its open listen streams
 
     # ---------------------------------------------------------------- 2025-11-25: resources/(un)subscribe
-    def subscribe(self, session: Any, uri: str) -> None:
-        """Add `uri` to what the session of this request watches (forgotten when the session ends)."""
+    def subscribe(self, session: Any, uri: str, account: str) -> None:
+        """Add `uri` to what the session of this request (of `account`) watches (forgotten when it ends)."""
         connection = _connection(session)
         key = id(connection)
         if key not in self._sessions:
-            self._sessions[key] = (connection, set())
+            self._sessions[key] = (connection, account, set())
             connection.exit_stack.callback(self._sessions.pop, key, None)
-        watched = self._sessions[key][1]
+        watched = self._sessions[key][2]
         if uri not in watched:
             watched.add(_checked([*watched, uri])[-1])
 
@@ -88,29 +104,36 @@ class Subscriptions:
         """Stop sending this session updates of `uri` (a URI it does not watch: nothing to do)."""
         entry = self._sessions.get(id(_connection(session)))
         if entry is not None:
-            entry[1].discard(uri)
+            entry[2].discard(uri)
 
     # ---------------------------------------------------------------- 2026-07-28: subscriptions/listen
-    async def listen(self, ctx: Any, params: types.SubscriptionsListenRequestParams) -> types.SubscriptionsListenResult:
-        """Serve one `subscriptions/listen` stream (the SDK's handler), counting the URIs it watches meanwhile."""
+    async def listen(
+        self, ctx: Any, params: types.SubscriptionsListenRequestParams, account: str
+    ) -> types.SubscriptionsListenResult:
+        """Serve one `subscriptions/listen` stream of `account` (the SDK's handler, on the account's bus), counting
+        the URIs it watches meanwhile."""
         uris = list(dict.fromkeys(_checked(params.notifications.resource_subscriptions or [])))
-        self._listening.update(uris)
+        listeners = self._listeners.setdefault(account, _Listeners())
+        listeners.streams += 1
+        listeners.uris.update(uris)
         try:
-            return await self._listen(ctx, params)
+            return await listeners.handler(ctx, params)
         finally:
-            for uri in uris:
-                self._listening[uri] -= 1
-                if self._listening[uri] <= 0:
-                    del self._listening[uri]
+            listeners.uris.subtract(uris)
+            listeners.uris = +listeners.uris  # drops the URIs no stream watches any more
+            listeners.streams -= 1
+            if listeners.streams == 0:
+                del self._listeners[account]
 
     # ---------------------------------------------------------------- news
-    def watched(self) -> set[str]:
-        """Every URI some session or stream watches now."""
-        legacy = {uri for _, uris in self._sessions.values() for uri in uris}
-        return legacy | set(self._listening)
+    def watched(self, account: str | None = None) -> set[str]:
+        """Every URI some session or stream of `account` (None: of any account) watches now."""
+        legacy = {uri for _, owner, uris in self._sessions.values() if account in (None, owner) for uri in uris}
+        streams = [listeners for owner, listeners in self._listeners.items() if account in (None, owner)]
+        return legacy.union(*(listeners.uris for listeners in streams))
 
-    def _expand(self, uris: tuple[str, ...]) -> list[str]:
-        watched = self.watched()
+    def _expand(self, uris: tuple[str, ...], account: str) -> list[str]:
+        watched = self.watched(account)
         found: list[str] = []
         for uri in uris:
             if uri.endswith(EVERY):
@@ -120,15 +143,17 @@ class Subscriptions:
                 found.append(uri)
         return list(dict.fromkeys(found))
 
-    async def notify_updated(self, *uris: str) -> None:
-        """Tell every session and stream watching one of `uris` that it changed (`…/*`: every watched URI one
-        segment under it). For any task: a tool call, a job. Best-effort: never raises, never waits long."""
-        for uri in self._expand(uris):
-            for connection, watched in list(self._sessions.values()):
-                if uri in watched:
+    async def notify_updated(self, *uris: str, account: str) -> None:
+        """Tell every session and stream of `account` watching one of `uris` that it changed (`…/*`: every URI
+        they watch one segment under it). For any task: a tool call, a job. Best-effort: never raises, never waits
+        long."""
+        for uri in self._expand(uris, account):
+            for connection, owner, watched in list(self._sessions.values()):
+                if owner == account and uri in watched:
                     await self._send(connection, uri)
-            if self._listening[uri]:
-                await self.bus.publish(ResourceUpdated(uri))
+            listeners = self._listeners.get(account)
+            if listeners is not None and listeners.uris[uri]:
+                await listeners.bus.publish(ResourceUpdated(uri))
 
     @staticmethod
     async def _send(connection: Any, uri: str) -> None:

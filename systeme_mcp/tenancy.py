@@ -7,12 +7,14 @@ upstream key, and everything that touches the account is that tenant's own.
   is answered 401, with a `WWW-Authenticate` naming the header, before any MCP processing (`TenantGuard`).
   Where it comes from is a `CredentialSource` (`credential_for(request)`): headers today; an OAuth 2.1
   resource server (a verified principal mapped to a stored credential) is another source, nothing else changes.
-- The tenant id: HMAC-SHA256 of the credential under SYSTEME_STATE_SECRET's first key. It names the tenant's
-  jobs in the store and binds its confirmations; the key itself is kept only in memory, in the tenant's client.
-- Per tenant (`Tenants`): a `SystemeClient` of its own (its key, pacer and connection pool; its scrub knows its
-  key), made on the tenant's first request and kept in a bounded LRU; one unused past `IDLE` seconds, or past
-  `CAPACITY` tenants, is closed. A tenant in use (a request or a job of its own running) is never closed.
-"""
+- The tenant id: HMAC-SHA256 of the credential under SYSTEME_TENANT_SECRET, a key of its own that never rotates
+  (the state ring does: were the ids made with it, each rotation would orphan every tenant's jobs). It names the
+  tenant's jobs in the store and binds its confirmations; the key itself is kept only in memory, in its client.
+- Per tenant (`Tenants`): a `SystemeClient` of its own (its key, pacer and HTTP connection pool; its scrub knows
+  its key; its rate budget named by the tenant id, and with the gateway its Maton bucket by `maton_id`, never by an
+  unkeyed hash of the key), made on the tenant's first request and kept in a bounded LRU; one unused past `IDLE`
+  seconds, or past `CAPACITY` tenants, is closed. A tenant in use (a request or a job of its own running) is never
+  closed. Every tenant's governor shares the process's one Redis client (`jobstore_redis.connect`)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,12 @@ def tenant_id(secret: str, backend: str, credential: Credential) -> str:
     return "t_" + hmac.new(secret.encode(), material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def maton_id(secret: str, credential: Credential) -> str:
+    """The Maton account a gateway tenant spends the 10 req/s of: a keyed hash of its key alone (every connection
+    of one Maton key shares it)."""
+    return tenant_id(secret, "maton", Credential(credential.key))
+
+
 @dataclass(eq=False)
 class Tenant:
     id: str
@@ -117,16 +125,16 @@ class Tenants:
     def __init__(
         self,
         settings: Settings,
-        make_client: Callable[[Settings], SystemeClient],
+        make_client: Callable[[Settings, str, str | None], SystemeClient],
         *,
         capacity: int = CAPACITY,
         idle: float = IDLE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        assert settings.resolved_backend in ("gateway", "direct") and settings.state_keys
+        assert settings.resolved_backend in ("gateway", "direct") and settings.tenant_secret is not None
         self.backend: Literal["gateway", "direct"] = "gateway" if settings.resolved_backend == "gateway" else "direct"
         self.source: CredentialSource = HeaderCredentials(self.backend)
-        self._settings, self._secret = settings, settings.state_keys[0]
+        self._settings, self._secret = settings, settings.tenant_secret.get_secret_value()
         self._make, self._capacity, self._idle, self._clock = make_client, capacity, idle, clock
         self._live: OrderedDict[str, Tenant] = OrderedDict()
 
@@ -143,7 +151,9 @@ class Tenants:
         name = tenant_id(self._secret, self.backend, credential)
         tenant = self._live.get(name)
         if tenant is None:
-            tenant = self._live[name] = Tenant(name, self._make(self.settings_for(credential)), self._clock())
+            maton = maton_id(self._secret, credential) if self.backend == "gateway" else None
+            client = self._make(self.settings_for(credential), name, maton)
+            tenant = self._live[name] = Tenant(name, client, self._clock())
         self._live.move_to_end(name)
         tenant.holds += 1
         await self._evict()

@@ -245,6 +245,11 @@ def test_the_http_server_prints_its_real_url_serves_and_stops_on_ctrl_c() -> Non
         ),
         ({"MATON_CONNECTION": "abc"}, "invalid configuration: MATON_CONNECTION must be a connection id (UUID)"),
         ({"SYSTEME_TIMEOUT": "0"}, "SYSTEME_TIMEOUT: Input should be greater than 0 (given '0')"),
+        (
+            {"SYSTEME_TRANSPORT": "http", "SYSTEME_TENANCY": "per-request", "SYSTEME_BACKEND": "direct"},
+            "invalid configuration: SYSTEME_TENANCY=per-request needs SYSTEME_TENANT_SECRET",
+        ),
+        ({"SYSTEME_TENANT_SECRET": "tenant-key-too-short"}, "SYSTEME_TENANT_SECRET is shorter than 32 characters"),
     ],
 )
 def test_configuration_errors_name_the_variable(
@@ -259,7 +264,7 @@ def test_configuration_errors_name_the_variable(
         cli.main([])
     message = str(done.value.code)
     assert message.startswith("systeme-mcp: ") and expected in message, message
-    assert "Value error" not in message
+    assert "Value error" not in message and "tenant-key-too-short" not in message
 
 
 def test_a_secret_given_is_never_shown() -> None:

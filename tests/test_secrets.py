@@ -1,8 +1,8 @@
-"""Planted secrets never leak: the Maton key, the Systeme key, a webhook secret and a state key ring are planted, a
-full session touches every tool family plus the error paths (401 with a wrong key, 404, 422, injected 500s / resets /
-timeouts / refusals, an upstream that echoes the request's headers and URL back), and every answer (text and
-structured), every log record (DEBUG, every logger) and every log notification the client received is
-grepped for them. Also `repr`/`str` of the settings and the text of exceptions."""
+"""Planted secrets never leak: the Maton key, the Systeme key, a webhook secret, a state key ring and a tenant
+secret are planted, a full session touches every tool family plus the error paths (401 with a wrong key, 404,
+422, injected 500s / resets / timeouts / refusals, an upstream that echoes the request's headers and URL back),
+and every answer (text and structured), every log record (DEBUG, every logger) and every log notification the
+client received is grepped for them. Also `repr`/`str` of the settings and the text of exceptions."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ WRONG_KEY = "mtn_SECRET_wrong_key_77aa11bb22cc"
 WEBHOOK_SECRET = "whsec_SECRET_planted_3c1e5a7b9d"
 AUTH_TOKEN = "tok_SECRET_planted_http_bearer_0x1"
 STATE_KEYS = ("state_SECRET_planted_new_5d2a9c81e7b3f046", "state_SECRET_planted_old_a17e3b95c2d8f604")
-PLANTED = (MATON_KEY, SYSTEME_KEY, WRONG_KEY, WEBHOOK_SECRET, AUTH_TOKEN, *STATE_KEYS)
+TENANT_SECRET = "tenant_SECRET_planted_c4e8a2f60b9d1735"
+PLANTED = (MATON_KEY, SYSTEME_KEY, WRONG_KEY, WEBHOOK_SECRET, AUTH_TOKEN, *STATE_KEYS, TENANT_SECRET)
 MODES = ["auto", "legacy"]
 
 
@@ -123,6 +124,7 @@ def gateway(sb: Sandbox, key: str = MATON_KEY, **overrides: Any) -> Settings:
         "retry_budget": 1.0,
         "auth_token": AUTH_TOKEN,
         "state_secret": ",".join(STATE_KEYS),
+        "tenant_secret": TENANT_SECRET,  # unused by one tenant, but a secret all the same: never shown
     }
     return Settings(**(options | overrides))
 

@@ -190,16 +190,18 @@ async def test_a_write_that_did_not_apply_announces_nothing(runtime: Runtime, er
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_other_news_reaches_watchers_through_notify_updated(runtime: Runtime, era: str) -> None:
-    """The hook for code that is not a declared write (jobs): `runtime.subscriptions.notify_updated(uri)`."""
+    """The hook for code that is not a declared write (jobs): `runtime.subscriptions.notify_updated(uri, account=)`;
+    news of another account reaches nobody here."""
     updates = Updates()
     job, other = "systeme://jobs/7", "systeme://jobs/8"
     async with client_of(runtime, era, "memory", updates) as client, watching(client, era, updates, job):
-        await runtime.subscriptions.notify_updated(other)
-        await runtime.subscriptions.notify_updated(job)
+        await runtime.subscriptions.notify_updated(job, account="another account")
+        await runtime.subscriptions.notify_updated(other, account=runtime.account)
+        await runtime.subscriptions.notify_updated(job, account=runtime.account)
         await updates.wait_for(job)
     assert updates.uris == [job]
     await _forgotten(runtime)
-    await runtime.subscriptions.notify_updated(job)  # nobody watches now: nothing to do, nothing fails
+    await runtime.subscriptions.notify_updated(job, account=runtime.account)  # nobody watches: nothing to do or fail
 
 
 async def _forgotten(runtime: Runtime) -> None:

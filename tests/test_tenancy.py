@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,7 +30,7 @@ from systeme_mcp.runtime import Runtime, open_runtime
 from systeme_mcp.sandbox import Sandbox
 from systeme_mcp.sandbox.serve import running
 from systeme_mcp.server import create_server
-from systeme_mcp.tenancy import Credential, Tenants
+from systeme_mcp.tenancy import Credential, Tenants, tenant_id
 from systeme_mcp.transport import http_app
 
 from .helpers import ACCEPT, INIT, text
@@ -37,6 +38,7 @@ from .helpers import ACCEPT, INIT, text
 pytestmark = pytest.mark.anyio
 
 SECRET = "tenancy_state_secret_0123456789abcdef0123"
+TENANT_SECRET = "tenancy_tenant_secret_fedcba9876543210fedc"
 MATON = {"a": "maton-key-of-tenant-A-0123456789", "b": "maton-key-of-tenant-B-9876543210"}
 DIRECT = {"a": "direct-key-of-tenant-A-0123456789", "b": "direct-key-of-tenant-B-9876543210"}
 YES: dict[str, Any] = {"confirm": types.ElicitResult(action="accept", content={"confirm": True})}
@@ -69,6 +71,7 @@ def tenancy_settings(url: str, backend: str = "gateway", **overrides: Any) -> Se
         "transport": "http",
         "backend": backend,
         "state_secret": SECRET,
+        "tenant_secret": TENANT_SECRET,
         "store": "memory",
         "toolsets": ["all"],
         "maton_gateway_url": url,
@@ -80,10 +83,12 @@ def tenancy_settings(url: str, backend: str = "gateway", **overrides: Any) -> Se
 
 
 @asynccontextmanager
-async def tenant_server(url: str, backend: str) -> AsyncIterator[tuple[str, Runtime]]:
+async def tenant_server(
+    url: str, backend: str, transport: httpx2.AsyncBaseTransport | None = None, **overrides: Any
+) -> AsyncIterator[tuple[str, Runtime]]:
     with socket.create_server(("127.0.0.1", 0)) as sock:
-        settings = tenancy_settings(url, backend, port=int(sock.getsockname()[1]))
-        async with open_runtime(settings) as runtime:
+        settings = tenancy_settings(url, backend, port=int(sock.getsockname()[1]), **overrides)
+        async with open_runtime(settings, transport=transport) as runtime:
             app = http_app(create_server(runtime), settings, runtime.tenants)
             server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
             async with anyio.create_task_group() as tg:
@@ -103,10 +108,10 @@ async def accept(context: Any, params: Any) -> types.ElicitResult:
 
 
 @asynccontextmanager
-async def tenant(url: str, sent: dict[str, str], mode: str = "auto") -> AsyncIterator[Client]:
+async def tenant(url: str, sent: dict[str, str], mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
     async with httpx2.AsyncClient(headers=sent, timeout=30) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode=mode, cache=None, elicitation_callback=accept) as client:
+        async with Client(transport, mode=mode, cache=None, elicitation_callback=accept, **options) as client:
             yield client
 
 
@@ -149,7 +154,7 @@ async def test_each_tenant_reaches_the_upstream_with_its_own_key(
             refused = await client.call_tool("list_tags", {})
             assert refused.is_error and "401" in text(refused), text(refused)
             assert "unknown-" not in text(refused) and "unknown-" not in str(refused.structured_content)
-    for key in [*keys.values(), "unknown-maton-key-0123456789", "unknown-direct-key-0123456789", SECRET]:
+    for key in [*keys.values(), "unknown-maton-key-0123456789", "unknown-direct-key-0123456789", SECRET, TENANT_SECRET]:
         assert key not in caplog.text
 
 
@@ -206,7 +211,7 @@ async def test_the_lru_closes_the_clients_it_evicts() -> None:
     now = [0.0]
     made: list[SystemeClient] = []
 
-    def make(settings: Settings) -> SystemeClient:
+    def make(settings: Settings, account: str, maton: str | None) -> SystemeClient:
         made.append(SystemeClient(settings))
         return made[-1]
 
@@ -236,7 +241,9 @@ async def test_the_lru_closes_the_clients_it_evicts() -> None:
     [
         ({"transport": "stdio"}, "needs the HTTP transport"),
         ({"backend": "auto"}, "needs SYSTEME_BACKEND=gateway or direct"),
-        ({"state_secret": None}, "needs SYSTEME_STATE_SECRET"),
+        ({"tenant_secret": None}, "needs SYSTEME_TENANT_SECRET"),
+        ({"tenant_secret": "too-short-0123456789"}, "SYSTEME_TENANT_SECRET is shorter than 32 characters"),
+        ({"tenant_secret": SECRET}, "SYSTEME_TENANT_SECRET must differ from every key of SYSTEME_STATE_SECRET"),
         ({"auth_token": "server-token-0123456789"}, "unset SYSTEME_AUTH_TOKEN"),
         ({"maton_api_key": "process-key-0123456789"}, "unset MATON_API_KEY"),
     ],
@@ -244,7 +251,7 @@ async def test_the_lru_closes_the_clients_it_evicts() -> None:
 def test_per_request_tenancy_refuses_settings_it_cannot_honour(overrides: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem) as refused:
         tenancy_settings("http://127.0.0.1:9", **{"backend": "gateway", **overrides})
-    assert "0123456789" not in str(refused.value)
+    assert "0123456789" not in str(refused.value) and "secret_0123" not in str(refused.value)
 
 
 async def test_a_legacy_session_belongs_to_the_tenant_that_opened_it(upstream: tuple[str, KeyRecorder]) -> None:
@@ -258,3 +265,36 @@ async def test_a_legacy_session_belongs_to_the_tenant_that_opened_it(upstream: t
         assert theirs.status_code == 404
         mine = await http.post(mcp_url, json=listing, headers={**ACCEPT, **version, **headers("direct", "a")})
         assert mine.status_code == 200 and "list_tags" in mine.text
+
+
+async def exported_job(url: str) -> str:
+    """Tenant A's export, started: its job id."""
+    async with tenant(url, headers("direct", "a")) as a:
+        started = await a.call_tool("export_contacts", {"columns": ["id", "email"]})
+        job_id = (started.structured_content or {}).get("job_id")
+        assert isinstance(job_id, str), text(started)
+        return job_id
+
+
+async def jobs_of(url: str, name: str) -> list[str]:
+    async with tenant(url, headers("direct", name)) as client:
+        listed = await client.call_tool("list_jobs", {})
+        return [j["job_id"] for j in (listed.structured_content or {})["items"]]
+
+
+async def test_the_tenant_id_outlives_a_state_ring_rotation_and_a_new_tenant_secret_makes_new_tenants(
+    upstream: tuple[str, KeyRecorder], tmp_path: Path
+) -> None:
+    url, _ = upstream
+    store = f"sqlite://{tmp_path / 'jobs.db'}"
+    async with tenant_server(url, "direct", store=store) as (mcp_url, _):
+        job_id = await exported_job(mcp_url)
+    rotated = f"tenancy_state_secret_NEW_0123456789abcdef,{SECRET}"  # NEW seals, the old one still opens
+    async with tenant_server(url, "direct", store=store, state_secret=rotated) as (mcp_url, _):
+        assert await jobs_of(mcp_url, "a") == [job_id]  # the same tenant: its job is still its own
+        assert await jobs_of(mcp_url, "b") == []
+    other = "tenancy_tenant_secret_OTHER_0123456789abcdef"
+    async with tenant_server(url, "direct", store=store, tenant_secret=other) as (mcp_url, _):
+        assert await jobs_of(mcp_url, "a") == []  # another tenant secret: every tenant is new
+    ids = {tenant_id(key, "direct", cred(DIRECT["a"])) for key in (TENANT_SECRET, other)}
+    assert len(ids) == 2 and all(i.startswith("t_") for i in ids)
