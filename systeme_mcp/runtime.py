@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -42,9 +43,10 @@ class Runtime:
     tenants: Any = None  # per-request tenancy: the tenants' clients (tenancy.Tenants); None: single tenant
     tenant: Any = None  # in a tenant's view of the runtime (`for_tenant`): that tenancy.Tenant
 
-    @property
+    @functools.cached_property
     def account(self) -> str:
-        """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account`."""
+        """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account` (a hash,
+        computed once: the settings and tenant of a runtime never change; `for_tenant` makes a new one)."""
         return self.tenant.id if self.tenant is not None else self.settings.account
 
     def for_tenant(self, tenant: Any) -> Runtime:
