@@ -37,7 +37,7 @@ BUDGETS = {
     "default_tools": 40,  # Cursor loads at most 40 tools in a session
     "default_model_facing": 5_000,
     "default_payload": 8_000,
-    "all_payload": 13_000,  # every toolset (70 tools with jobs, import/export and the steps tools): ~185 each
+    "all_payload": 11_000,  # every toolset (issue 12): 71 tools, ~150 tokens each
     "description_bytes": 2_048,  # Claude Code cuts descriptions and instructions at about 2 KB
     "instructions_bytes": 2_048,
 }

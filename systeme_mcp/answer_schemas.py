@@ -3,9 +3,11 @@ budget allows (tests/test_token_budget.py): each schema names the properties eve
 (`required`) and leaves the rest open, so every real answer validates and validating one is cheap. No
 `$defs`/`$ref`: each schema stands alone, for clients that do not resolve references.
 
-What the properties hold is one vocabulary for every tool, so it is written once, here and in README, not in 61
-schemas (typed in each, with every item field listed, the schemas of `all` were ~10,000 tokens, eight times
-all the tools' descriptions; clients count them against their budgets):
+What the properties hold is one vocabulary for every tool, so it is written once — here, in README and, for
+what the model needs (the outcomes), in the server instructions — not in 71 schemas (typed in each, with every
+item field listed, the schemas of `all` were ~10,000 tokens, eight times all the tools' descriptions; the
+outcome's enum and the error's shape alone, repeated in every write, were 1,100 tokens; clients count them
+against their budgets):
 - every write answer, failures included: `outcome` — one of `calls.OUTCOMES` (applied, already_applied,
   not_applied, unknown) — and `message`, the answer's first line; a failed one also `error`: {kind, status?,
   retry_after?};
@@ -13,40 +15,33 @@ all the tools' descriptions; clients count them against their budgets):
   the exact call for the next page ({tool, arguments}; null on the last);
 - a single read: `message`, and `item` where there is one;
 - an item: the fields its shape declares (tool_specs/shapes.toml), nulls and empties left out;
-- or, from any tool whose call outlived the call budget, a job: `job_id` and `status` (job_tools.py), with
-  `next`, the get_job call that checks it.
+- or, from any tool whose call outlived the call budget, a job: `job_id`, `status` and `message` (job_tools.py),
+  with `next`, the get_job call that checks it. A schema asks for `job_id` as the alternative only where a
+  job's answer would not already have every required property.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .calls import OUTCOMES
 from .catalog import Catalog, Operation
 
 WRITE = ("outcome", "message")  # what every write answer carries
 LIST = ("items", "has_more")  # what every page carries
-# typed in every write schema: what a client branches on (the outcome, and a failure's kind)
-WRITE_PROPERTIES: dict[str, Any] = {
-    "outcome": {"enum": list(OUTCOMES)},
-    "error": {"type": "object", "required": ["kind"]},
-}
-
-
-JOB = ("job_id", "status")  # what an answer carries instead when the call carries on as a job
+JOB = ("job_id", "status", "message")  # what every job's answer carries (answers.workflow adds the message)
 
 
 def schema(*required: str) -> dict[str, Any]:
     """An output schema: an object with these properties (and any others) — or a job's."""
     names = list(dict.fromkeys(required))
-    if set(JOB) <= set(names):
+    if "job_id" in names or set(names) <= set(JOB):  # the tool answers a job itself, or a job's answer fits
         return {"type": "object", "required": names}
-    return {"type": "object", "anyOf": [{"required": names}, {"required": list(JOB)}]}
+    return {"type": "object", "anyOf": [{"required": names}, {"required": ["job_id"]}]}
 
 
 def write_schema(*required: str) -> dict[str, Any]:
-    """A write tool's output schema: its own required properties, then outcome (typed) and message."""
-    return {**schema(*required, *WRITE), "properties": WRITE_PROPERTIES}
+    """A write tool's output schema: its own required properties, then outcome and message."""
+    return schema(*required, *WRITE)
 
 
 def list_schema(*required: str) -> dict[str, Any]:

@@ -302,11 +302,14 @@ def sealed(answer: Answer, scrub: Callable[[str], str]) -> Answer:
                 params.message = bounds.safe_text(cut(scrub(params.message), QUESTION_BUDGET))
         return answer
     structured = answer.structured_content
+    weight = None  # its compact JSON's UTF-8 bytes, once known
     if structured is not None:
-        dumped = json.dumps(structured, ensure_ascii=False)
+        dumped = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
         clean = bounds.no_surrogates(scrub(dumped))
         if clean != dumped:
             structured = json.loads(clean)
+        else:
+            weight = len(dumped.encode())
     texts = [b for b in answer.content if isinstance(b, types.TextContent)]
     for block in texts:
         raw = scrub(block.text)
@@ -315,7 +318,7 @@ def sealed(answer: Answer, scrub: Callable[[str], str]) -> Answer:
         block.text = bounds.safe_text(bounds.neutralize(raw, _calls(structured)))
     if structured is not None:
         text = texts[0].text if texts else ""
-        structured, text, notes = bounds.bound_structured(structured, STRUCTURED_BUDGET, STRING_BUDGET, text)
+        structured, text, notes = bounds.bound_structured(structured, STRUCTURED_BUDGET, STRING_BUDGET, text, weight)
         if texts:
             texts[0].text = bounds.note_text(text, notes)
         if notes and isinstance(structured.get("message"), str):

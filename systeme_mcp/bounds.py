@@ -165,11 +165,11 @@ def _cut_lists(structured: dict[str, Any], budget: int, text: str, notes: list[s
 
 
 def bound_structured(
-    structured: dict[str, Any], budget: int, string_cap: int, text: str
+    structured: dict[str, Any], budget: int, string_cap: int, text: str, weight: int | None = None
 ) -> tuple[dict[str, Any], str, list[str]]:
     """`structured` within `budget` bytes of JSON; the text (its continuation call kept in step) and the notes
-    saying what was cut and how."""
-    if size(structured) <= budget:
+    saying what was cut and how. `weight`: its `size`, if the caller has it already."""
+    if (size(structured) if weight is None else weight) <= budget:
         return structured, text, []
     notes: list[str] = []
     shrunk, n = cut_strings(structured, string_cap)

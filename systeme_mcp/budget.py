@@ -43,8 +43,8 @@ def report(answer: answers.Answer) -> dict[str, Any]:
 
 async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, Any], run: Run) -> answers.Answer:
     """`run(ctx, arguments)` (the whole call of `tool`, its answer sealed), answered within the budget (see the
-    module doc)."""
-    jobs, name, read_only = runner(ctx), tool.name, tool.read_only
+    module doc); every answer it gives is sealed."""
+    jobs, name, read_only, scrub = runner(ctx), tool.name, tool.read_only, ctx.client.scrub
     done = anyio.Event()
     scope = anyio.CancelScope()
     box: dict[str, answers.Answer] = {}
@@ -69,13 +69,15 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
         scope.cancel()
         raise
     if done.is_set():
-        return box.get("answer") or answers.internal_error(name, RuntimeError("the call ended without an answer"))
+        if "answer" in box:
+            return box["answer"]  # sealed by `run`
+        return answers.sealed(answers.internal_error(name, RuntimeError("the call ended without an answer")), scrub)
     if ctx.job_id is not None:  # it started a job: that is the answer, and the job goes on without this wait
         # the call's own wait ends by the budget too: left to end, never cancelled (that would cancel its job)
         ctx.request = None
         job = await jobs.store.get(ctx.job_id)
         assert job is not None
-        return await job_answer(jobs, job)
+        return answers.sealed(await job_answer(jobs, job), scrub)
     ctx.request = None  # detached: progress and logs of the rest go to the server log only
     # a write is never run again, so its arguments (a webhook secret, say) are not kept; a read's are, to re-run it
     kept = {"tool": name, "arguments": arguments if read_only else {}, "read_only": read_only}
@@ -94,7 +96,7 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
 
     jobs.spawn(settle)
     lead = f"{name} is taking longer than {ctx.runtime.settings.call_budget:g} s; it carries on as a job."
-    return await job_answer(jobs, job, lead=lead)
+    return answers.sealed(await job_answer(jobs, job, lead=lead), scrub)
 
 
 def _cancelled(name: str, read_only: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -47,9 +48,10 @@ class Runtime:
     repeats: Any = None  # the repeats.RepeatStore: identical writes claimed and remembered (shared by a fleet)
     repeat_secret: bytes = field(default=b"", repr=False)  # the key write identities are hashed under
 
-    @property
+    @functools.cached_property
     def account(self) -> str:
-        """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account`."""
+        """Whose jobs this (view of the) runtime runs and shows: the tenant's id, else `Settings.account` (a hash,
+        computed once: the settings and tenant of a runtime never change; `for_tenant` makes a new one)."""
         return self.tenant.id if self.tenant is not None else self.settings.account
 
     async def touched(self, ids: list[str]) -> None:

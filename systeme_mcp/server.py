@@ -105,7 +105,7 @@ def create_server(runtime: Runtime) -> Server[Runtime]:
             return answers.sealed(refusals.not_loaded(dataclasses.asdict(unloaded)), view.client.scrub)
         arguments: dict[str, Any] = dict(params.arguments or {})
         call = CallContext(view, ctx, params)
-        return answers.sealed(await within_budget(call, tool, arguments, run(tool)), view.client.scrub)
+        return await within_budget(call, tool, arguments, run(tool))  # sealed: by run(tool), or the job's answer
 
     def bound(
         extension: Callable[[Runtime, Params], Awaitable[Result]],
