@@ -142,15 +142,31 @@ class MemoryRepeats:
     def __init__(self, window: float, clock: Callable[[], float]) -> None:
         self.window, self._clock = window, clock
         self._marks: dict[str, dict[str, Any]] = {}
-        self._gens: dict[str, int] = {}
+        self._gens: dict[str, tuple[int, float]] = {}  # a record's counter, and when it was last touched
+        self._next_prune = 0.0
+
+    def _gen(self, name: str) -> int:
+        return self._gens.get(name, (0, 0.0))[0]
+
+    def _prune(self, now: float) -> None:
+        """Drop what has expired, now and then: marks past their window, and counters untouched for two windows
+        (as in Redis, a counter outlives every mark that recorded it, so no mark can see one start again)."""
+        if now < self._next_prune:
+            return
+        self._next_prune = now + max(self.window / 4, 1.0)
+        self._marks = {k: m for k, m in self._marks.items() if m["expires"] > now}
+        self._gens = {k: g for k, g in self._gens.items() if g[1] > now - 2 * self.window}
 
     def _done(self, write: Write) -> Claim | None:
         now = self._clock()
-        self._marks = {k: m for k, m in self._marks.items() if m["expires"] > now}
+        self._prune(now)
         mark = self._marks.get(write.key)
+        if mark is not None and mark["expires"] <= now:
+            del self._marks[write.key]
+            mark = None
         if mark is None or mark["state"] != "done":
             return None
-        if all(self._gens.get(name, 0) == n for name, n in mark["gens"]):
+        if all(self._gen(name) == n for name, n in mark["gens"]):
             return Claim(Seen.DONE, mark["kind"], mark["data"], now - mark["at"])
         del self._marks[write.key]  # a later write touched its records
         return None
@@ -180,12 +196,13 @@ class MemoryRepeats:
         elif seen is Seen.DOUBT:
             mark["state"] = "doubt"
         else:
-            now, gens = self._clock(), [(f"{write.scope}:{i}", self._gens[f"{write.scope}:{i}"]) for i in ids]
+            now, gens = self._clock(), [(f"{write.scope}:{i}", self._gen(f"{write.scope}:{i}")) for i in ids]
             mark.update(state="done", kind=kind, data=kept(data), at=now, gens=gens, expires=now + self.window)
 
     async def touch(self, scope: str, ids: list[str]) -> None:
+        now = self._clock()
         for i in ids:
-            self._gens[f"{scope}:{i}"] = self._gens.get(f"{scope}:{i}", 0) + 1
+            self._gens[f"{scope}:{i}"] = (self._gen(f"{scope}:{i}") + 1, now)
 
     async def serve(self, tg: TaskGroup) -> None:
         return None

@@ -291,3 +291,25 @@ async def test_with_redis_down_a_write_is_refused_and_nothing_is_sent(sandbox: A
         result = await client.call_tool("create_tag", {"name": "Never"})
     assert outcome(result) == "not_applied" and error_kind(result) == "write_state_unavailable"
     assert posts(sandbox, "/api/tags") == 0
+
+
+async def test_the_memory_store_forgets_what_expired() -> None:
+    from systeme_mcp.repeats import MemoryRepeats, Seen
+    from systeme_mcp.write_identity import Write
+
+    now = [0.0]
+    store = MemoryRepeats(10.0, lambda: now[0])
+    made = Write("made", "account", ())
+    assert (await store.claim(made, 1.0)).seen == Seen.GO
+    await store.settle(made, Seen.DONE, ["7"], "applied", {"id": 7})
+    assert (await store.claim(made, 1.0)).seen == Seen.DONE
+    now[0] = 11.0  # the window ended: sent as new
+    assert (await store.claim(made, 1.0)).seen == Seen.GO
+    await store.settle(made, Seen.DONE, ["7"], "applied", {"id": 7})
+    await store.touch("account", ["7"])  # a later write to record 7 retires it ...
+    now[0] = 40.0  # ... and long after, record 7's counter is dropped and starts again from nothing
+    for _ in range(3):
+        await store.claim(Write("other", "account", ()), 1.0)
+        await store.touch("account", ["7"])
+    assert not store._marks.get("made"), "an expired result is gone"
+    assert len(store._gens) == 1 and len(store._marks) == 1, "expired marks and counters are dropped"
