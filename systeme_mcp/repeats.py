@@ -222,7 +222,11 @@ def open_repeats(settings: Any, clock: Callable[[], float], redis: Any = None) -
 
 
 def secret_of(settings: Any) -> bytes:
-    """The key identities are hashed under: the state ring's sealing key (one for a fleet), else a fresh one."""
+    """The key identities are hashed under, the same on every replica: SYSTEME_TENANT_SECRET where set (it never
+    changes), else the state ring's sealing key (rotating it makes identities new: a retry that straddles the
+    rotation is settled by reading back, not from the store), else one made for this process."""
+    if settings.tenant_secret is not None:
+        return b"repeats\x00" + settings.tenant_secret.get_secret_value().encode()
     keys = settings.state_keys
     return keys[0].encode() if keys else secrets.token_bytes(32)
 
