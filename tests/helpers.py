@@ -186,6 +186,17 @@ async def wait_for(client: Client, job_id: str, done: Callable[[dict[str, Any]],
             await anyio.sleep(0.02)
 
 
+async def running_job(client: Client) -> str:
+    """The id of the one running job, once there is one (list_jobs until it shows)."""
+    with anyio.fail_after(30):
+        while True:
+            listed = (await client.call_tool("list_jobs", {"status": "running"})).structured_content or {}
+            if listed.get("items"):
+                (job,) = listed["items"]
+                return str(job["job_id"])
+            await anyio.sleep(0.02)
+
+
 async def sandbox_log(sandbox_url: str) -> list[dict[str, Any]]:
     """The request log of a sandbox served over HTTP (`RequestRecord.as_json` rows, oldest first)."""
     async with httpx2.AsyncClient() as http:
