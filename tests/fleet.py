@@ -120,6 +120,12 @@ class Fleet:
     sandbox_url: str
     env: dict[str, str]
     replicas: list[Replica] = field(default_factory=list)
+    sandbox: subprocess.Popen[bytes] | None = None
+
+    def pids(self) -> list[int]:
+        """The running processes: the sandbox and every live replica."""
+        procs = [self.sandbox, *(r.proc for r in self.replicas if r.alive)]
+        return [proc.pid for proc in procs if proc is not None]
 
     def spawn(self, index: int) -> None:
         replica = self.replicas[index]
@@ -184,27 +190,27 @@ async def open_fleet(
 ) -> AsyncIterator[Fleet]:
     """The sandbox (rate limit off; `sandbox`: more of its CLI flags) and `replicas` servers on the direct
     backend, sharing the Redis `store`; single-tenant on KEYS[0], or per-request (each client sends its key).
-    `settings`: more SYSTEME_* variables for the servers. Everything is stopped when the block ends."""
+    `settings`: more SYSTEME_* variables for the servers (a job lease of 1 s unless given). Everything is
+    stopped when the block ends."""
     port = free_port()
     keys = [arg for key in KEYS for arg in ("--api-key", key)]
     args = ["sandbox", "--port", str(port), "--rate-limit", "off", *keys, *sandbox]
+    defaults = {"SYSTEME_JOB_LEASE": "1", "SYSTEME_TOOLSETS": "default,bulk"}
     env = clean_env(
         SYSTEME_BACKEND="direct",
         SYSTEME_API_URL=f"http://127.0.0.1:{port}",
         SYSTEME_STORE=store,
         SYSTEME_STATE_SECRET=SECRET,
-        SYSTEME_JOB_LEASE="1",
-        SYSTEME_TOOLSETS="default,bulk",
         **({"SYSTEME_TENANCY": "per-request"} if tenancy else {"SYSTEME_API_KEY": KEYS[0]}),
-        **settings,
+        **{**defaults, **settings},
     )
     fleet = Fleet(f"http://127.0.0.1:{port}", env, [Replica(free_port()) for _ in range(replicas)])
     async with AsyncExitStack() as stack:
-        sandbox_proc = stack.enter_context(process(args, clean_env()))
+        fleet.sandbox = stack.enter_context(process(args, clean_env()))
         stack.callback(fleet.stop)
         for index in range(replicas):
             fleet.spawn(index)
-        await ready(fleet.sandbox_url, sandbox_proc)
+        await ready(fleet.sandbox_url, fleet.sandbox)
         async with anyio.create_task_group() as tg:
             for index in range(replicas):
                 tg.start_soon(fleet.ready, index)
