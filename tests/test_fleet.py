@@ -4,7 +4,7 @@ question and answer reach different replicas are applied, each exactly once, for
 a job whose replica is SIGKILLed is finished by another, each contact tagged once; a burst of reads from 16 clients
 over 3 replicas gets no 429 and uses at least 90% of the sandbox's rate; 2025-11-25 sessions work end to end
 (elicitation included) behind a router with session affinity, and without it a hop is a 404 that re-initializing
-recovers from."""
+recovers from, as from the death of a session's replica."""
 
 from __future__ import annotations
 
@@ -190,3 +190,20 @@ async def test_without_affinity_a_legacy_hop_is_a_404_and_re_initializing_recove
         assert (await http.post(first, json=listing, headers=session)).status_code == 200  # the session lives on
         again = await open_session(http, other)  # the client's recovery: a new session where it landed
         assert (await http.post(other, json=listing, headers=again)).status_code == 200
+
+
+async def test_a_legacy_session_whose_replica_dies_is_refused_elsewhere_and_a_new_one_works(fleet: Fleet) -> None:
+    (tag,) = await new_tags(fleet, 1, "orphan")
+    router = Router(fleet, affinity=True)
+    async with fleet.client(router, mode="legacy") as doomed:
+        assert not (await doomed.call_tool("get_tag", {"tag_id": tag})).is_error
+        (home,) = router.pinned.values()
+        fleet.kill(home)
+        with pytest.raises(MCPError) as refused:  # another replica does not know the session
+            await doomed.call_tool("get_tag", {"tag_id": tag})
+        assert refused.value.error.code == types.INVALID_REQUEST
+        known = set(router.pinned)
+        async with fleet.client(router, mode="legacy") as renewed:  # the client's recovery: a new session
+            assert not (await renewed.call_tool("get_tag", {"tag_id": tag})).is_error
+    (new_home,) = {replica for session, replica in router.pinned.items() if session not in known}
+    assert new_home != home and fleet.replicas[new_home].alive
