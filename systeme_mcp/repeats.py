@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 from . import calls, errors
 from .calls import Outcome, OutcomeKind
 from .catalog import Operation
+from .config import Settings
 from .runtime import CallContext
 from .write_identity import Write, claimed, identity, touched_ids
 
@@ -211,7 +212,7 @@ class MemoryRepeats:
         return None
 
 
-def open_repeats(settings: Any, clock: Callable[[], float], redis: Any = None) -> RepeatStore:
+def open_repeats(settings: Settings, clock: Callable[[], float], redis: Any = None) -> RepeatStore:
     """The repeat store beside `settings`' job store: in Redis for a fleet (on the process's shared client
     `redis`), else this process's."""
     if redis is not None:
@@ -221,7 +222,7 @@ def open_repeats(settings: Any, clock: Callable[[], float], redis: Any = None) -
     return MemoryRepeats(settings.repeat_window, clock)
 
 
-def secret_of(settings: Any) -> bytes:
+def secret_of(settings: Settings) -> bytes:
     """The key identities are hashed under, the same on every replica: SYSTEME_TENANT_SECRET where set (it never
     changes), else the state ring's sealing key (rotating it makes identities new: a retry that straddles the
     rotation is settled by reading back, not from the store), else one made for this process."""

@@ -29,6 +29,22 @@ os.environ["XDG_STATE_HOME"] = STATE_HOME = tempfile.mkdtemp(prefix="systeme-mcp
 atexit.register(shutil.rmtree, STATE_HOME, True)
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's `load` distribution, except that each `test_fleet*.py` module runs whole on one worker, so
+    its module-scoped fleet of processes starts once (xdist's own `loadgroup` cannot: its marks do not work with
+    pytest 9, which made node ids read-only)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # lazy: only under xdist
+
+    class FleetModulesTogether(LoadScopeScheduling):  # type: ignore[misc]  # (xdist has no type hints)
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.rpartition("/")[2].startswith("test_fleet") else nodeid
+
+    return FleetModulesTogether(config, log)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -4,6 +4,7 @@ accessors."""
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -184,3 +185,48 @@ class Gate(httpx2.AsyncBaseTransport):
                 self.arrived.set()
             await self.opened.wait()
         return await self.inner.handle_async_request(request)
+
+
+# ---------------------------------------------------------------- a server in another process, the sandbox over HTTP
+async def job_state(client: Client, job_id: str) -> dict[str, Any]:
+    """get_job's structured answer."""
+    result = await client.call_tool("get_job", {"job_id": job_id})
+    assert result.structured_content is not None, text(result)
+    return dict(result.structured_content)
+
+
+async def wait_for(client: Client, job_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """get_job until `done` holds (another process runs the job: there is no event to wait on)."""
+    with anyio.fail_after(60):
+        while True:
+            state = await job_state(client, job_id)
+            if done(state):
+                return state
+            await anyio.sleep(0.02)
+
+
+async def running_job(client: Client) -> str:
+    """The id of the one running job, once there is one (list_jobs until it shows)."""
+    with anyio.fail_after(30):
+        while True:
+            listed = (await client.call_tool("list_jobs", {"status": "running"})).structured_content or {}
+            if listed.get("items"):
+                (job,) = listed["items"]
+                return str(job["job_id"])
+            await anyio.sleep(0.02)
+
+
+async def sandbox_log(sandbox_url: str) -> list[dict[str, Any]]:
+    """The request log of a sandbox served over HTTP (`RequestRecord.as_json` rows, oldest first)."""
+    async with httpx2.AsyncClient() as http:
+        return list((await http.get(f"{sandbox_url}/__sandbox/requests")).json()["items"])
+
+
+async def tag_writes(sandbox_url: str) -> Counter[str]:
+    """Successful POSTs per /api/contacts/… path (tagging a contact is one), from the sandbox's log."""
+    log = await sandbox_log(sandbox_url)
+    return Counter(
+        r["path"]
+        for r in log
+        if r["method"] == "POST" and r["path"].startswith("/api/contacts/") and 200 <= (r["status"] or 0) < 300
+    )

@@ -18,13 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from .processes import free_port
+
 START_TIMEOUT = 10.0  # seconds for a started server to answer PING
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:
@@ -39,7 +35,7 @@ def _answers_ping(port: int) -> bool:
 def _start(binary: str, directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     """A server answering PING, and its port; a few tries, as another process may take the free port first."""
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(directory)]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -23,7 +23,8 @@ from systeme_mcp.sandbox.ratelimit import RateLimit
 from systeme_mcp.wire import RequestPlan
 
 from .helpers import VirtualClock
-from .redis_server import _free_port, _start
+from .processes import free_port
+from .redis_server import _start
 
 pytestmark = pytest.mark.anyio
 SECRET = "s" * 64
@@ -214,7 +215,7 @@ async def test_two_replicas_pacing_alone_overrun_the_account() -> None:
 
 # ---------------------------------------------------------------- Redis down
 async def test_with_redis_unreachable_writes_are_refused_unsent_and_reads_proceed() -> None:
-    gov = open_governor(Settings(backend="sandbox", store=f"redis://127.0.0.1:{_free_port()}/0", state_secret=SECRET))
+    gov = open_governor(Settings(backend="sandbox", store=f"redis://127.0.0.1:{free_port()}/0", state_secret=SECRET))
     assert isinstance(gov, RedisGovernor)
     with anyio.fail_after(10), pytest.raises(RateStateUnavailable) as refused:
         await gov.acquire(write=True)

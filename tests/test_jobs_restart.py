@@ -7,53 +7,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
 
-from .helpers import text
+from .helpers import tag_writes, text, wait_for
+from .processes import clean_env, free_port, process, ready
 
 pytestmark = pytest.mark.anyio
 KEY = "sandbox-key-for-restart-test"
 CONTACTS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def ready(url: str) -> None:
-    with anyio.fail_after(30):
-        async with httpx2.AsyncClient() as http:
-            while True:
-                try:
-                    await http.get(url)
-                    return
-                except httpx2.TransportError:
-                    await anyio.sleep(0.05)
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-m", "systeme_mcp.cli", *args], env=env, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -65,8 +33,7 @@ def sandbox_url(tmp_path: Path) -> Iterator[str]:
 
 
 def server_env(sandbox_url: str, store: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYSTEME_", "MATON_"))}
-    env.update(
+    return clean_env(
         SYSTEME_BACKEND="direct",
         SYSTEME_API_KEY=KEY,
         SYSTEME_API_URL=sandbox_url,
@@ -75,7 +42,6 @@ def server_env(sandbox_url: str, store: Path) -> dict[str, str]:
         SYSTEME_JOB_LEASE="1",
         SYSTEME_TOOLSETS="default,bulk",
     )
-    return env
 
 
 @asynccontextmanager
@@ -85,32 +51,6 @@ async def server(env: dict[str, str]) -> AsyncIterator[tuple[subprocess.Popen[by
         await ready(f"http://127.0.0.1:{port}/mcp")
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
             yield proc, client
-
-
-async def job_state(client: Client, job_id: str) -> dict[str, Any]:
-    result = await client.call_tool("get_job", {"job_id": job_id})
-    assert result.structured_content is not None, text(result)
-    return dict(result.structured_content)
-
-
-async def wait_for(client: Client, job_id: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """get_job until `done` holds (another process runs the job: there is no event to wait on)."""
-    with anyio.fail_after(60):
-        while True:
-            state = await job_state(client, job_id)
-            if done(state):
-                return state
-            await anyio.sleep(0.02)
-
-
-async def tag_writes(sandbox_url: str) -> Counter[str]:
-    async with httpx2.AsyncClient() as http:
-        log = (await http.get(f"{sandbox_url}/__sandbox/requests")).json()["items"]
-    return Counter(
-        r["path"]
-        for r in log
-        if r["method"] == "POST" and r["path"].startswith("/api/contacts/") and 200 <= (r["status"] or 0) < 300
-    )
 
 
 async def test_a_job_finishes_exactly_once_across_a_sigkill(sandbox_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,215 @@
+"""Issue 14's fleet figures: calls/s and latency for 1, 2 and 3 replicas, and what the Redis store costs per call.
+
+Part 1 — a fleet (tests/fleet.py: the sandbox over HTTP with its rate limit off, N server replicas as processes
+sharing one Redis, every HTTP request sent to the next replica in turn) and 16 concurrent MCP clients
+(2026-07-28 sessions, all in this process); per N: calls/s and p50/p99 of `get_tag` (read), then of a write mix
+(3 get_tag : 1 create_tag), after warm-up calls that are discarded; the three fleets run side by side and take
+turns, round after round; also the CPU per call of the fleet's processes and of the clients (from /proc).
+Part 2 — one replica, one client, sequential `get_tag`: p50/p99 and the replica's CPU per call (from /proc) with
+a memory store vs a Redis store, and the Redis commands per call (INFO commandstats).
+
+This machine has 2 cores shared by the clients, every replica, the sandbox and Redis: the fleet is CPU-bound, so
+more replicas add processes, not cores, and the calls/s show the cost of the fleet, not its scaling. Figures are
+from one run: read the ratios. Every connection is to 127.0.0.1.
+Run: python benchmarks/fleet.py [--rounds 3] [--calls 300] [--clients 16] [--sequential 300]   (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import redis.asyncio as redis
+from mcp import Client
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from overhead import _cpu_seconds  # benchmarks/ is on the path when run as a script
+
+from tests.fleet import Fleet, open_fleet
+from tests.redis_server import _start
+
+Call = Callable[[Client, int], Awaitable[Any]]
+WARM = 5  # calls per client, discarded
+
+
+def percentile(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+@dataclass
+class Cell:
+    """One fleet size and workload, over every round: latencies, wall time, CPU seconds (fleet, this process)."""
+
+    times: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    fleet_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+async def burst(fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, redis_pid: int) -> None:
+    """`calls` calls over `clients` concurrent sessions (after WARM each), added to `cell`."""
+    left, failed = [calls], list[Any]()
+
+    async def worker(client: Client, record: bool) -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            started = time.perf_counter()
+            result = await call(client, left[0])
+            if result.is_error:
+                failed.append(result.content)
+            if record:
+                cell.times.append(time.perf_counter() - started)
+
+    async with AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(fleet.client()) for _ in range(clients)]
+        left[0] = WARM * clients
+        async with anyio.create_task_group() as tg:
+            for client in sessions:
+                tg.start_soon(worker, client, False)
+        left[0] = calls
+        pids = [*fleet.pids(), redis_pid]
+        fleet_cpu, client_cpu, started = cpu_of(pids), time.process_time(), time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for client in sessions:
+                tg.start_soon(worker, client, True)
+        cell.wall += time.perf_counter() - started
+        cell.fleet_cpu += cpu_of(pids) - fleet_cpu
+        cell.client_cpu += time.process_time() - client_cpu
+    if failed:
+        raise SystemExit(f"{len(failed)} calls failed, the first: {failed[0]}")
+
+
+async def new_tag(fleet: Fleet) -> int:
+    async with fleet.api() as api:
+        return int((await api.post("/api/tags", json={"name": "bench"})).json()["id"])
+
+
+def workloads(tag: int) -> dict[str, Call]:
+    async def read(client: Client, n: int) -> Any:
+        return await client.call_tool("get_tag", {"tag_id": tag})
+
+    async def mix(client: Client, n: int) -> Any:
+        if n % 4:
+            return await client.call_tool("get_tag", {"tag_id": tag})
+        return await client.call_tool("create_tag", {"name": f"bench-{time.perf_counter_ns()}"})
+
+    return {"read": read, "mix 3:1": mix}
+
+
+async def part1(url: str, redis_pid: int, args: argparse.Namespace) -> None:
+    sizes = (1, 2, 3)
+    print(
+        f"Part 1: {args.clients} concurrent clients; {args.rounds} rounds of {args.calls} calls per row (after "
+        f"{WARM} each to warm up), the fleet sizes alternating, so drift spreads evenly"
+    )
+    cells = {(n, name): Cell() for n in sizes for name in ("read", "mix 3:1")}
+    async with AsyncExitStack() as stack:
+        fleets = {}
+        for n in sizes:  # job upkeep every 10 s (lease 30 s), not every 0.3 s
+            made = open_fleet(f"{url}?namespace=bench-{n}", n, SYSTEME_JOB_LEASE="30")
+            fleets[n] = await stack.enter_async_context(made)
+        calls = {n: workloads(await new_tag(fleet)) for n, fleet in fleets.items()}
+        for round_ in range(args.rounds):
+            for n in sizes[round_ % 3 :] + sizes[: round_ % 3]:
+                for name, call in calls[n].items():
+                    await burst(fleets[n], args.clients, args.calls, call, cells[(n, name)], redis_pid)
+    head = f"{'replicas':>8} {'workload':>9} {'calls/s':>8} {'vs 1':>6} {'p50 ms':>7} {'p99 ms':>7}"
+    print(f"{head} {'fleet CPU ms/call':>17} {'client CPU ms/call':>18}")
+    for (n, name), cell in cells.items():
+        rate, base = len(cell.times) / cell.wall, cells[(1, name)]
+        count = len(cell.times)
+        print(
+            f"{n:>8} {name:>9} {rate:>8.1f} {rate / (len(base.times) / base.wall):>5.2f}x "
+            f"{percentile(cell.times, 0.5):>7.1f} {percentile(cell.times, 0.99):>7.1f} "
+            f"{cell.fleet_cpu / count * 1000:>17.2f} {cell.client_cpu / count * 1000:>18.2f}"
+        )
+    print(f"(fleet CPU: the replicas, the sandbox and Redis; client CPU: this process, the {args.clients} MCP clients)")
+
+
+async def sequential(fleet: Fleet, calls: int) -> tuple[list[float], float]:
+    """`calls` get_tag one after another on the fleet's one replica: (latencies, its CPU seconds per call)."""
+    tag = await new_tag(fleet)
+    pid = fleet.replicas[0].proc.pid if fleet.replicas[0].proc else None
+    async with fleet.client() as client:
+        for _ in range(WARM * 4):
+            await client.call_tool("get_tag", {"tag_id": tag})
+        cpu, times = _cpu_seconds(pid) or 0.0, []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await client.call_tool("get_tag", {"tag_id": tag})
+            times.append(time.perf_counter() - started)
+        return times, ((_cpu_seconds(pid) or 0.0) - cpu) / calls
+
+
+async def commands(db: Any) -> Counter[str]:
+    """Commands Redis has run so far, by name (INFO commandstats), not counting this INFO."""
+    stats = await db.info("commandstats")
+    counted = Counter({name.removeprefix("cmdstat_"): int(row["calls"]) for name, row in stats.items()})
+    counted["info"] -= 1
+    return counted
+
+
+async def part2(url: str, args: argparse.Namespace) -> None:
+    print(f"\nPart 2: one replica, one client, {args.sequential} sequential get_tag")
+    print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
+    rows = {}
+    sent: Counter[str] = Counter()
+    for name, store in (("memory", "memory"), ("redis", f"{url}?namespace=bench-cost")):
+        async with open_fleet(store, 1, SYSTEME_JOB_LEASE="30") as fleet:  # job upkeep every 10 s, not 0.3
+            db = redis.from_url(url)
+            before = await commands(db)
+            times, cpu = await sequential(fleet, args.sequential)
+            sent = await commands(db) - before
+            await db.aclose()
+        rows[name] = (percentile(times, 0.5), percentile(times, 0.99), cpu * 1000)
+        print(f"{name:>6} {rows[name][0]:>7.2f} {rows[name][1]:>7.2f} {rows[name][2]:>20.2f}")
+    calls = args.sequential + WARM * 4
+    (memory_p50, _, memory_cpu), (redis_p50, _, redis_cpu) = rows["memory"], rows["redis"]
+    print(
+        f"Redis adds {redis_p50 - memory_p50:+.2f} ms per call (p50; {redis_p50 / memory_p50:.2f}x), "
+        f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
+        f"{sent.total() / calls:.1f} Redis commands per call (INFO commandstats, which counts the commands Lua "
+        "scripts run too; each EVALSHA is one round trip): "
+        + ", ".join(f"{name} {count / calls:.2f}" for name, count in sent.most_common() if count)
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
+    print(f"{os.cpu_count()} CPU cores, shared by the clients, the replicas, the sandbox and Redis: CPU-bound.")
+    with tempfile.TemporaryDirectory() as directory:
+        proc, port = _start(binary, Path(directory))
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            await part1(url, proc.pid, args)
+            await part2(url, args)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--sequential", type=int, default=300)
+    anyio.run(main, parser.parse_args())
