@@ -181,6 +181,20 @@ async def test_tenants_never_see_each_others_jobs(upstream: tuple[str, KeyRecord
         assert all(key not in repr(job.__dict__) for key in DIRECT.values())  # the store holds the id, not the key
 
 
+async def test_a_tenants_write_is_never_answered_from_another_tenants(upstream: tuple[str, KeyRecorder]) -> None:
+    """The repeat store (repeats.py) is per tenant: B's call identical to A's is sent, not answered from A's."""
+    url, recorder = upstream
+    async with tenant_server(url, "direct") as (mcp_url, _):
+        outcomes = []
+        for name in ("a", "a", "b"):
+            recorder.keys.clear()
+            async with tenant(mcp_url, headers("direct", name)) as client:
+                result = await client.call_tool("create_contact", {"email": "same.call@example.com"})
+            outcomes.append(((result.structured_content or {}).get("outcome"), bool(recorder.keys)))
+    # A's repeat is answered from A's first call, unsent; B's is sent (the one sandbox then has the contact)
+    assert outcomes[:2] == [("applied", True), ("already_applied", False)] and outcomes[2][1], outcomes
+
+
 async def test_a_tenant_cannot_replay_another_tenants_confirmation(upstream: tuple[str, KeyRecorder]) -> None:
     url, _ = upstream
     async with (
