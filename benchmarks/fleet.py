@@ -5,8 +5,9 @@ sharing one Redis, every HTTP request sent to the next replica in turn) and 16 c
 (2026-07-28 sessions, all in this process); per N: calls/s and p50/p99 of `get_tag` (read), then of a write mix
 (3 get_tag : 1 create_tag), after warm-up calls that are discarded; the three fleets run side by side and take
 turns, round after round; also the CPU per call of the fleet's processes and of the clients (from /proc).
-Part 2 — one replica, one client, sequential `get_tag`: p50/p99 and the replica's CPU per call (from /proc) with
-a memory store vs a Redis store, and the Redis commands per call (INFO commandstats).
+Part 2 — one replica, one client, sequential `get_tag`, then sequential `create_tag` (a write: its identity is
+claimed and settled in the store, repeats.py): p50/p99 and the replica's CPU per call (from /proc) with a memory
+store vs a Redis store, and the Redis commands per call (INFO commandstats).
 
 This machine has 2 cores shared by the clients, every replica, the sandbox and Redis: the fleet is CPU-bound, so
 more replicas add processes, not cores, and the calls/s show the cost of the fleet, not its scaling. Figures are
@@ -142,17 +143,25 @@ async def part1(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     print(f"(fleet CPU: the replicas, the sandbox and Redis; client CPU: this process, the {args.clients} MCP clients)")
 
 
-async def sequential(fleet: Fleet, calls: int) -> tuple[list[float], float]:
-    """`calls` get_tag one after another on the fleet's one replica: (latencies, its CPU seconds per call)."""
+async def sequential(fleet: Fleet, calls: int, write: bool) -> tuple[list[float], float]:
+    """`calls` get_tag (or, `write`, create_tag of new names) one after another on the fleet's one replica:
+    (latencies, its CPU seconds per call)."""
     tag = await new_tag(fleet)
     pid = fleet.replicas[0].proc.pid if fleet.replicas[0].proc else None
+
+    async def call(client: Client) -> None:
+        if write:
+            await client.call_tool("create_tag", {"name": f"seq-{time.perf_counter_ns()}"})
+        else:
+            await client.call_tool("get_tag", {"tag_id": tag})
+
     async with fleet.client() as client:
         for _ in range(WARM * 4):
-            await client.call_tool("get_tag", {"tag_id": tag})
+            await call(client)
         cpu, times = _cpu_seconds(pid) or 0.0, []
         for _ in range(calls):
             started = time.perf_counter()
-            await client.call_tool("get_tag", {"tag_id": tag})
+            await call(client)
             times.append(time.perf_counter() - started)
         return times, ((_cpu_seconds(pid) or 0.0) - cpu) / calls
 
@@ -166,28 +175,29 @@ async def commands(db: Any) -> Counter[str]:
 
 
 async def part2(url: str, args: argparse.Namespace) -> None:
-    print(f"\nPart 2: one replica, one client, {args.sequential} sequential get_tag")
-    print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
-    rows = {}
-    sent: Counter[str] = Counter()
-    for name, store in (("memory", "memory"), ("redis", f"{url}?namespace=bench-cost")):
-        async with open_fleet(store, 1, SYSTEME_JOB_LEASE="30") as fleet:  # job upkeep every 10 s, not 0.3
-            db = redis.from_url(url)
-            before = await commands(db)
-            times, cpu = await sequential(fleet, args.sequential)
-            sent = await commands(db) - before
-            await db.aclose()
-        rows[name] = (percentile(times, 0.5), percentile(times, 0.99), cpu * 1000)
-        print(f"{name:>6} {rows[name][0]:>7.2f} {rows[name][1]:>7.2f} {rows[name][2]:>20.2f}")
-    calls = args.sequential + WARM * 4
-    (memory_p50, _, memory_cpu), (redis_p50, _, redis_cpu) = rows["memory"], rows["redis"]
-    print(
-        f"Redis adds {redis_p50 - memory_p50:+.2f} ms per call (p50; {redis_p50 / memory_p50:.2f}x), "
-        f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
-        f"{sent.total() / calls:.1f} Redis commands per call (INFO commandstats, which counts the commands Lua "
-        "scripts run too; each EVALSHA is one round trip): "
-        + ", ".join(f"{name} {count / calls:.2f}" for name, count in sent.most_common() if count)
-    )
+    for tool, write in (("get_tag", False), ("create_tag", True)):
+        print(f"\nPart 2: one replica, one client, {args.sequential} sequential {tool}")
+        print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
+        rows = {}
+        sent: Counter[str] = Counter()
+        for name, store in (("memory", "memory"), ("redis", f"{url}?namespace=bench-cost-{tool}")):
+            async with open_fleet(store, 1, SYSTEME_JOB_LEASE="30") as fleet:  # job upkeep every 10 s, not 0.3
+                db = redis.from_url(url)
+                before = await commands(db)
+                times, cpu = await sequential(fleet, args.sequential, write)
+                sent = await commands(db) - before
+                await db.aclose()
+            rows[name] = (percentile(times, 0.5), percentile(times, 0.99), cpu * 1000)
+            print(f"{name:>6} {rows[name][0]:>7.2f} {rows[name][1]:>7.2f} {rows[name][2]:>20.2f}")
+        calls = args.sequential + WARM * 4
+        (memory_p50, _, memory_cpu), (redis_p50, _, redis_cpu) = rows["memory"], rows["redis"]
+        print(
+            f"Redis adds {redis_p50 - memory_p50:+.2f} ms per {tool} (p50; {redis_p50 / memory_p50:.2f}x), "
+            f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
+            f"{sent.total() / calls:.1f} Redis commands per call (INFO commandstats, which counts the commands Lua "
+            "scripts run too; each EVALSHA is one round trip): "
+            + ", ".join(f"{name} {count / calls:.2f}" for name, count in sent.most_common() if count)
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
