@@ -45,7 +45,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return FleetModulesTogether(config, log)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session-wide, so module-scoped async fixtures (a test_fleet* fleet) can use it
 def anyio_backend() -> str:
     return "asyncio"
 

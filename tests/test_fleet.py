@@ -28,11 +28,6 @@ PAIRS = [(i, j) for i in range(REPLICAS) for j in range(REPLICAS) if i != j]
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def running(redis_server: str) -> AsyncIterator[Fleet]:
     async with open_fleet(f"{redis_server}?namespace=fleet-{secrets.token_hex(4)}", REPLICAS) as fleet:
         yield fleet

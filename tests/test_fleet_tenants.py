@@ -25,11 +25,6 @@ A, B = ({"X-Systeme-Api-Key": key} for key in KEYS)
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def fleet(redis_server: str) -> AsyncIterator[Fleet]:
     store = f"{redis_server}?namespace=fleet-tenants-{secrets.token_hex(4)}"
     async with open_fleet(store, REPLICAS, tenancy=True) as made:

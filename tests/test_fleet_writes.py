@@ -31,11 +31,6 @@ FAULTS = {"rate": 0.2, "kinds": ["500", "502", "503", "reset_before", "reset_aft
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 async def fleet(redis_server: str) -> AsyncIterator[Fleet]:
     store = f"{redis_server}?namespace=writes-{secrets.token_hex(4)}"
     async with open_fleet(store, 3, SYSTEME_TIMEOUT="0.5", SYSTEME_TOOLSETS="all") as running:

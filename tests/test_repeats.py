@@ -142,32 +142,42 @@ def tag_creates(request: httpx2.Request) -> bool:
     return request.method == "POST" and request.url.path.endswith("/api/tags")
 
 
+async def race(first: Client, second: Client, gate: Gate, watched: Runtime, name: str) -> list[Any]:
+    """`first` creates tag `name`, held at `gate`; then `second` makes the identical call, on `watched`'s server:
+    the answers, once `second` was told the identical call is in flight and the gate opened."""
+    busy, claim = anyio.Event(), watched.repeats.claim
+
+    async def spied(write: Any, holds_for: float) -> Any:
+        found = await claim(write, holds_for)
+        if found.seen == "busy":
+            busy.set()
+        return found
+
+    watched.repeats.claim = spied
+    answers: list[Any] = []
+
+    async def call(client: Client) -> None:
+        answers.append(await client.call_tool("create_tag", {"name": name}))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, first)
+        await gate.arrived.wait()
+        tg.start_soon(call, second)
+        with anyio.fail_after(10):
+            await busy.wait()
+        assert gate.held == 1 and not answers  # the second waits, sending nothing
+        gate.opened.set()
+    return answers
+
+
 async def test_an_identical_call_in_flight_is_waited_for(sandbox: Any) -> None:
     gate, clock = Gate(sandbox.transport(), tag_creates), VirtualClock()
-    async with open_runtime(sandbox_settings(), sandbox=sandbox, transport=gate, clock=clock) as runtime:
-        busy, claim = anyio.Event(), runtime.repeats.claim
-
-        async def spied(write: Any, holds_for: float) -> Any:
-            found = await claim(write, holds_for)
-            if found.seen == "busy":
-                busy.set()
-            return found
-
-        runtime.repeats.claim = spied
-        answers: list[Any] = []
-        async with Client(create_server(runtime), cache=None) as one, Client(create_server(runtime)) as two:
-
-            async def call(client: Client) -> None:
-                answers.append(await client.call_tool("create_tag", {"name": "In flight"}))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call, one)
-                await gate.arrived.wait()
-                tg.start_soon(call, two)
-                with anyio.fail_after(10):
-                    await busy.wait()  # the second was told an identical call is in flight
-                assert gate.held == 1
-                gate.opened.set()
+    async with (
+        open_runtime(sandbox_settings(), sandbox=sandbox, transport=gate, clock=clock) as runtime,
+        Client(create_server(runtime), cache=None) as one,
+        Client(create_server(runtime), cache=None) as two,
+    ):
+        answers = await race(one, two, gate, runtime, "In flight")
     assert sorted(outcome(a) for a in answers) == ["already_applied", "applied"]
     assert len({a.structured_content["item"]["id"] for a in answers}) == 1
     assert posts(sandbox, "/api/tags") == 1
@@ -178,8 +188,11 @@ def fleet_settings(redis_url: str, **overrides: Any) -> Any:
     return sandbox_settings(store=redis_url, state_secret=SECRET, toolsets=["all"], **overrides)
 
 
+Replicas = tuple[Client, Client, Gate, Runtime]
+
+
 @pytest.fixture
-async def replicas(sandbox: Any, redis_url: str) -> AsyncIterator[tuple[Client, Client, Gate]]:
+async def replicas(sandbox: Any, redis_url: str) -> AsyncIterator[Replicas]:
     gate = Gate(sandbox.transport(), tag_creates)
     settings = fleet_settings(redis_url)
     async with (
@@ -188,13 +201,11 @@ async def replicas(sandbox: Any, redis_url: str) -> AsyncIterator[tuple[Client, 
         Client(create_server(a), cache=None) as one,
         Client(create_server(b), cache=None) as two,
     ):
-        yield one, two, gate
+        yield one, two, gate, b
 
 
-async def test_a_retry_through_another_replica_is_answered_from_the_first(
-    replicas: tuple[Client, Client, Gate], sandbox: Any
-) -> None:
-    one, two, gate = replicas
+async def test_a_retry_through_another_replica_is_answered_from_the_first(replicas: Replicas, sandbox: Any) -> None:
+    one, two, gate, _ = replicas
     gate.opened.set()
     first = await one.call_tool("create_contact", {"email": "retry@example.com"})
     again = await two.call_tool("create_contact", {"email": "retry@example.com"})
@@ -203,31 +214,17 @@ async def test_a_retry_through_another_replica_is_answered_from_the_first(
     assert posts(sandbox, "/api/contacts") == 1
 
 
-async def test_a_retry_while_another_replica_sends_it_waits_for_it(
-    replicas: tuple[Client, Client, Gate], sandbox: Any
-) -> None:
-    one, two, gate = replicas
-    answers: list[Any] = []
-
-    async def call(client: Client) -> None:
-        answers.append(await client.call_tool("create_tag", {"name": "Two replicas"}))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(call, one)
-        await gate.arrived.wait()
-        tg.start_soon(call, two)
-        for _ in range(20):  # the second replica is told "in flight" and keeps waiting, sending nothing
-            await anyio.sleep(0.01)
-        assert gate.held == 1 and not answers
-        gate.opened.set()
+async def test_a_retry_while_another_replica_sends_it_waits_for_it(replicas: Replicas, sandbox: Any) -> None:
+    one, two, gate, b = replicas
+    answers = await race(one, two, gate, b, "Two replicas")
     assert sorted(outcome(a) for a in answers) == ["already_applied", "applied"]
     assert posts(sandbox, "/api/tags") == 1
 
 
 async def test_a_write_of_a_replica_that_died_is_read_back_not_resent(
-    replicas: tuple[Client, Client, Gate], sandbox: Any, redis_url: str, api: RawApi
+    replicas: Replicas, sandbox: Any, redis_url: str, api: RawApi
 ) -> None:
-    _, two, gate = replicas
+    _, two, gate, _ = replicas
     gate.opened.set()
     catalog, args = load_catalog(), {"name": "Orphaned"}
     settings = fleet_settings(redis_url)
@@ -248,10 +245,8 @@ async def test_a_write_of_a_replica_that_died_is_read_back_not_resent(
     assert sum(t.name == "Orphaned" for t in sandbox.store.tags.values()) == 1
 
 
-async def test_nothing_in_redis_names_an_argument_or_the_account(
-    replicas: tuple[Client, Client, Gate], redis_url: str
-) -> None:
-    one, _, gate = replicas
+async def test_nothing_in_redis_names_an_argument_or_the_account(replicas: Replicas, redis_url: str) -> None:
+    one, _, gate, _ = replicas
     gate.opened.set()
     hook = {
         "name": "Hook",
