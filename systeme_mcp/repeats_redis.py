@@ -201,11 +201,17 @@ class RedisRepeats:
 
     async def serve(self, tg: TaskGroup) -> None:
         async def beat() -> None:
+            down = False
             while True:
                 try:
                     await self._heartbeat()
+                    if down:
+                        log.warning("heartbeat recorded again: Redis answers")
+                    down = False
                 except RepeatStateUnavailable as exc:
-                    log.warning("heartbeat not recorded (%s)", exc.reason)
+                    if not down:  # once per outage, not every second
+                        log.warning("heartbeat not recorded (%s): writes are refused until Redis answers", exc.reason)
+                    down = True
                 await anyio.sleep(BEAT)
 
         tg.start_soon(beat)
