@@ -7,11 +7,14 @@ sharing one Redis, every HTTP request sent to the next replica in turn) and 16 c
 turns, round after round; also the CPU per call of the fleet's processes and of the clients (from /proc).
 Part 2 — one replica, one client, sequential `get_tag`: p50/p99 and the replica's CPU per call (from /proc) with
 a memory store vs a Redis store, and the Redis commands per call (INFO commandstats).
+Part 3 — the shared rate budget: reads from 16 clients over 3 replicas against a rate-limited sandbox: its 429s
+and the fraction of the allowed rate used (as benchmarks/governor.py counts it, from the sandbox's request log).
 
 This machine has 2 cores shared by the clients, every replica, the sandbox and Redis: the fleet is CPU-bound, so
 more replicas add processes, not cores, and the calls/s show the cost of the fleet, not its scaling. Figures are
 from one run: read the ratios. Every connection is to 127.0.0.1.
-Run: python benchmarks/fleet.py [--rounds 3] [--calls 300] [--clients 16] [--sequential 300]   (about 2 minutes)
+Run: python benchmarks/fleet.py [--rounds 3] [--calls 300] [--clients 16] [--sequential 300] [--reads 400]
+                               [--capacity 20]   (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from mcp import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from overhead import _cpu_seconds  # benchmarks/ is on the path when run as a script
 
-from tests.fleet import Fleet, open_fleet
+from tests.fleet import Fleet, budget_use, open_fleet
+from tests.helpers import sandbox_log
 from tests.redis_server import _start
 
 Call = Callable[[Client, int], Awaitable[Any]]
@@ -62,8 +66,10 @@ def cpu_of(pids: list[int]) -> float:
     return sum(_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
-async def burst(fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, redis_pid: int) -> None:
-    """`calls` calls over `clients` concurrent sessions (after WARM each), added to `cell`."""
+async def burst(
+    fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, redis_pid: int, warm: int = WARM
+) -> None:
+    """`calls` calls over `clients` concurrent sessions (after `warm` each), added to `cell`."""
     left, failed = [calls], list[Any]()
 
     async def worker(client: Client, record: bool) -> None:
@@ -78,7 +84,7 @@ async def burst(fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, 
 
     async with AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(fleet.client()) for _ in range(clients)]
-        left[0] = WARM * clients
+        left[0] = warm * clients
         async with anyio.create_task_group() as tg:
             for client in sessions:
                 tg.start_soon(worker, client, False)
@@ -190,6 +196,26 @@ async def part2(url: str, args: argparse.Namespace) -> None:
     )
 
 
+async def part3(url: str, redis_pid: int, args: argparse.Namespace) -> None:
+    capacity, rate, replicas = args.capacity, float(args.capacity), 3  # the sandbox states its refill in whole seconds
+    print(
+        f"\nPart 3: the shared rate budget: {args.reads} get_tag from {args.clients} clients over {replicas} "
+        f"replicas, the sandbox's bucket {capacity} + {rate:g}/s"
+    )
+    async with open_fleet(f"{url}?namespace=bench-budget", replicas, SYSTEME_JOB_LEASE="30") as fleet:
+        tag = await new_tag(fleet)
+        await fleet.admin("POST", "/ratelimit", {"capacity": capacity, "refillPerSecond": rate})
+        cell = Cell()
+        await burst(fleet, args.clients, args.reads, workloads(tag)["read"], cell, redis_pid, warm=0)
+        log = [r for r in await sandbox_log(fleet.sandbox_url) if r["path"] == f"/api/tags/{tag}"]
+    rejected, used = budget_use(log, capacity, rate)
+    print(
+        f"429s: {rejected}; {used:.0%} of the allowed rate used (accepted ÷ (capacity + rate x their span)); "
+        f"{len(cell.times) / cell.wall:.1f} calls/s, p50 {percentile(cell.times, 0.5):.0f} ms, "
+        f"p99 {percentile(cell.times, 0.99):.0f} ms"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -201,6 +227,7 @@ async def main(args: argparse.Namespace) -> None:
             url = f"redis://127.0.0.1:{port}/0"
             await part1(url, proc.pid, args)
             await part2(url, args)
+            await part3(url, proc.pid, args)
         finally:
             proc.terminate()
             proc.wait()
@@ -212,4 +239,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--reads", type=int, default=400)
+    parser.add_argument("--capacity", type=int, default=20)
     anyio.run(main, parser.parse_args())
