@@ -6,7 +6,8 @@ sharing one Redis, every HTTP request sent to the next replica in turn) and 16 c
 (3 get_tag : 1 create_tag), after warm-up calls that are discarded; the three fleets run side by side and take
 turns, round after round; also the CPU per call of the fleet's processes and of the clients (from /proc).
 Part 2 — one replica, one client, sequential `get_tag`: p50/p99 and the replica's CPU per call (from /proc) with
-a memory store vs a Redis store, and the Redis commands per call (INFO commandstats).
+a memory store vs a Redis store (both running, taking turns in blocks), and the Redis commands per call (INFO
+commandstats).
 Part 3 — the shared rate budget: reads from 16 clients over 3 replicas against a rate-limited sandbox: its 429s
 and the fraction of the allowed rate used (as benchmarks/governor.py counts it, from the sandbox's request log).
 
@@ -148,19 +149,14 @@ async def part1(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     print(f"(fleet CPU: the replicas, the sandbox and Redis; client CPU: this process, the {args.clients} MCP clients)")
 
 
-async def sequential(fleet: Fleet, calls: int) -> tuple[list[float], float]:
-    """`calls` get_tag one after another on the fleet's one replica: (latencies, its CPU seconds per call)."""
-    tag = await new_tag(fleet)
-    pid = fleet.replicas[0].proc.pid if fleet.replicas[0].proc else None
-    async with fleet.client() as client:
-        for _ in range(WARM * 4):
-            await client.call_tool("get_tag", {"tag_id": tag})
-        cpu, times = _cpu_seconds(pid) or 0.0, []
-        for _ in range(calls):
-            started = time.perf_counter()
-            await client.call_tool("get_tag", {"tag_id": tag})
-            times.append(time.perf_counter() - started)
-        return times, ((_cpu_seconds(pid) or 0.0) - cpu) / calls
+async def sequential(client: Client, tag: int, calls: int, pid: int, cell: Cell) -> None:
+    """`calls` get_tag one after another through `client`, added to `cell` (the replica `pid`'s CPU with them)."""
+    cpu = _cpu_seconds(pid) or 0.0
+    for _ in range(calls):
+        started = time.perf_counter()
+        await client.call_tool("get_tag", {"tag_id": tag})
+        cell.times.append(time.perf_counter() - started)
+    cell.fleet_cpu += (_cpu_seconds(pid) or 0.0) - cpu
 
 
 async def commands(db: Any) -> Counter[str]:
@@ -172,21 +168,35 @@ async def commands(db: Any) -> Counter[str]:
 
 
 async def part2(url: str, args: argparse.Namespace) -> None:
-    print(f"\nPart 2: one replica, one client, {args.sequential} sequential get_tag")
+    blocks = 10
+    print(
+        f"\nPart 2: one replica, one client, {args.sequential} sequential get_tag per store, in {blocks} blocks "
+        "taking turns (a memory store, a Redis store)"
+    )
+    stores = {"memory": "memory", "redis": f"{url}?namespace=bench-cost"}
+    cells = {name: Cell() for name in stores}
+    async with AsyncExitStack() as stack:
+        db = redis.from_url(url)
+        stack.push_async_callback(db.aclose)
+        sessions = {}
+        for name, store in stores.items():  # job upkeep every 10 s (lease 30 s), not every 0.3 s
+            fleet = await stack.enter_async_context(open_fleet(store, 1, SYSTEME_JOB_LEASE="30"))
+            client = await stack.enter_async_context(fleet.client())
+            tag, pid = await new_tag(fleet), fleet.pids()[-1]
+            await sequential(client, tag, WARM * 4, pid, Cell())
+            sessions[name] = (client, tag, pid)
+        before = await commands(db)
+        for _ in range(blocks):
+            for name, (client, tag, pid) in sessions.items():
+                await sequential(client, tag, args.sequential // blocks, pid, cells[name])
+        sent = await commands(db) - before
     print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
     rows = {}
-    sent: Counter[str] = Counter()
-    for name, store in (("memory", "memory"), ("redis", f"{url}?namespace=bench-cost")):
-        async with open_fleet(store, 1, SYSTEME_JOB_LEASE="30") as fleet:  # job upkeep every 10 s, not 0.3
-            db = redis.from_url(url)
-            before = await commands(db)
-            times, cpu = await sequential(fleet, args.sequential)
-            sent = await commands(db) - before
-            await db.aclose()
-        rows[name] = (percentile(times, 0.5), percentile(times, 0.99), cpu * 1000)
-        print(f"{name:>6} {rows[name][0]:>7.2f} {rows[name][1]:>7.2f} {rows[name][2]:>20.2f}")
-    calls = args.sequential + WARM * 4
-    (memory_p50, _, memory_cpu), (redis_p50, _, redis_cpu) = rows["memory"], rows["redis"]
+    for name, cell in cells.items():
+        rows[name] = (percentile(cell.times, 0.5), cell.fleet_cpu / len(cell.times) * 1000)
+        print(f"{name:>6} {rows[name][0]:>7.2f} {percentile(cell.times, 0.99):>7.2f} {rows[name][1]:>20.2f}")
+    (memory_p50, memory_cpu), (redis_p50, redis_cpu) = rows["memory"], rows["redis"]
+    calls = len(cells["redis"].times)
     print(
         f"Redis adds {redis_p50 - memory_p50:+.2f} ms per call (p50; {redis_p50 / memory_p50:.2f}x), "
         f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
