@@ -7,12 +7,15 @@ sharing one Redis, every HTTP request sent to the next replica in turn) and 16 c
 turns, round after round; also the CPU per call of the fleet's processes and of the clients (from /proc).
 Part 2 — one replica, one client, sequential `get_tag`, then sequential `create_tag` (a write: its identity is
 claimed and settled in the store, repeats.py): p50/p99 and the replica's CPU per call (from /proc) with a memory
-store vs a Redis store, and the Redis commands per call (INFO commandstats).
+store vs a Redis store (both running, taking turns in blocks), and the Redis commands per call (INFO commandstats).
+Part 3 — the shared rate budget: reads from 16 clients over 3 replicas against a rate-limited sandbox: its 429s
+and the fraction of the allowed rate used (as benchmarks/governor.py counts it, from the sandbox's request log).
 
 This machine has 2 cores shared by the clients, every replica, the sandbox and Redis: the fleet is CPU-bound, so
 more replicas add processes, not cores, and the calls/s show the cost of the fleet, not its scaling. Figures are
 from one run: read the ratios. Every connection is to 127.0.0.1.
-Run: python benchmarks/fleet.py [--rounds 3] [--calls 300] [--clients 16] [--sequential 300]   (about 2 minutes)
+Run: python benchmarks/fleet.py [--rounds 3] [--calls 300] [--clients 16] [--sequential 300] [--reads 400]
+                               [--capacity 20]   (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from mcp import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from overhead import _cpu_seconds  # benchmarks/ is on the path when run as a script
 
-from tests.fleet import Fleet, open_fleet
+from tests.fleet import Fleet, budget_use, open_fleet
+from tests.helpers import sandbox_log
 from tests.redis_server import _start
 
 Call = Callable[[Client, int], Awaitable[Any]]
@@ -63,8 +67,10 @@ def cpu_of(pids: list[int]) -> float:
     return sum(_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
-async def burst(fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, redis_pid: int) -> None:
-    """`calls` calls over `clients` concurrent sessions (after WARM each), added to `cell`."""
+async def burst(
+    fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, redis_pid: int, warm: int = WARM
+) -> None:
+    """`calls` calls over `clients` concurrent sessions (after `warm` each), added to `cell`."""
     left, failed = [calls], list[Any]()
 
     async def worker(client: Client, record: bool) -> None:
@@ -79,7 +85,7 @@ async def burst(fleet: Fleet, clients: int, calls: int, call: Call, cell: Cell, 
 
     async with AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(fleet.client()) for _ in range(clients)]
-        left[0] = WARM * clients
+        left[0] = warm * clients
         async with anyio.create_task_group() as tg:
             for client in sessions:
                 tg.start_soon(worker, client, False)
@@ -143,27 +149,18 @@ async def part1(url: str, redis_pid: int, args: argparse.Namespace) -> None:
     print(f"(fleet CPU: the replicas, the sandbox and Redis; client CPU: this process, the {args.clients} MCP clients)")
 
 
-async def sequential(fleet: Fleet, calls: int, write: bool) -> tuple[list[float], float]:
-    """`calls` get_tag (or, `write`, create_tag of new names) one after another on the fleet's one replica:
-    (latencies, its CPU seconds per call)."""
-    tag = await new_tag(fleet)
-    pid = fleet.replicas[0].proc.pid if fleet.replicas[0].proc else None
-
-    async def call(client: Client) -> None:
+async def sequential(client: Client, tag: int, calls: int, pid: int, cell: Cell, *, write: bool = False) -> None:
+    """`calls` get_tag (`write`: create_tag of a new name) one after another through `client`, added to `cell`
+    (the replica `pid`'s CPU with them)."""
+    cpu = _cpu_seconds(pid) or 0.0
+    for _ in range(calls):
+        started = time.perf_counter()
         if write:
             await client.call_tool("create_tag", {"name": f"seq-{time.perf_counter_ns()}"})
         else:
             await client.call_tool("get_tag", {"tag_id": tag})
-
-    async with fleet.client() as client:
-        for _ in range(WARM * 4):
-            await call(client)
-        cpu, times = _cpu_seconds(pid) or 0.0, []
-        for _ in range(calls):
-            started = time.perf_counter()
-            await call(client)
-            times.append(time.perf_counter() - started)
-        return times, ((_cpu_seconds(pid) or 0.0) - cpu) / calls
+        cell.times.append(time.perf_counter() - started)
+    cell.fleet_cpu += (_cpu_seconds(pid) or 0.0) - cpu
 
 
 async def commands(db: Any) -> Counter[str]:
@@ -175,29 +172,68 @@ async def commands(db: Any) -> Counter[str]:
 
 
 async def part2(url: str, args: argparse.Namespace) -> None:
-    for tool, write in (("get_tag", False), ("create_tag", True)):
-        print(f"\nPart 2: one replica, one client, {args.sequential} sequential {tool}")
-        print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
-        rows = {}
-        sent: Counter[str] = Counter()
-        for name, store in (("memory", "memory"), ("redis", f"{url}?namespace=bench-cost-{tool}")):
-            async with open_fleet(store, 1, SYSTEME_JOB_LEASE="30") as fleet:  # job upkeep every 10 s, not 0.3
-                db = redis.from_url(url)
-                before = await commands(db)
-                times, cpu = await sequential(fleet, args.sequential, write)
-                sent = await commands(db) - before
-                await db.aclose()
-            rows[name] = (percentile(times, 0.5), percentile(times, 0.99), cpu * 1000)
-            print(f"{name:>6} {rows[name][0]:>7.2f} {rows[name][1]:>7.2f} {rows[name][2]:>20.2f}")
-        calls = args.sequential + WARM * 4
-        (memory_p50, _, memory_cpu), (redis_p50, _, redis_cpu) = rows["memory"], rows["redis"]
-        print(
-            f"Redis adds {redis_p50 - memory_p50:+.2f} ms per {tool} (p50; {redis_p50 / memory_p50:.2f}x), "
-            f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
-            f"{sent.total() / calls:.1f} Redis commands per call (INFO commandstats, which counts the commands Lua "
-            "scripts run too; each EVALSHA is one round trip): "
-            + ", ".join(f"{name} {count / calls:.2f}" for name, count in sent.most_common() if count)
-        )
+    for tool in ("get_tag", "create_tag"):
+        await cost(url, args, tool)
+
+
+async def cost(url: str, args: argparse.Namespace, tool: str) -> None:
+    """What a Redis store costs one replica per sequential `tool` call, against a memory store."""
+    blocks, write = 10, tool == "create_tag"
+    print(
+        f"\nPart 2: one replica, one client, {args.sequential} sequential {tool} per store, in {blocks} blocks "
+        "taking turns (a memory store, a Redis store)"
+    )
+    stores = {"memory": "memory", "redis": f"{url}?namespace=bench-cost-{tool}"}
+    cells = {name: Cell() for name in stores}
+    async with AsyncExitStack() as stack:
+        db = redis.from_url(url)
+        stack.push_async_callback(db.aclose)
+        sessions = {}
+        for name, store in stores.items():  # job upkeep every 10 s (lease 30 s), not every 0.3 s
+            fleet = await stack.enter_async_context(open_fleet(store, 1, SYSTEME_JOB_LEASE="30"))
+            client = await stack.enter_async_context(fleet.client())
+            tag, pid = await new_tag(fleet), fleet.pids()[-1]
+            await sequential(client, tag, WARM * 4, pid, Cell(), write=write)
+            sessions[name] = (client, tag, pid)
+        before = await commands(db)
+        for _ in range(blocks):
+            for name, (client, tag, pid) in sessions.items():
+                await sequential(client, tag, args.sequential // blocks, pid, cells[name], write=write)
+        sent = await commands(db) - before
+    print(f"{'store':>6} {'p50 ms':>7} {'p99 ms':>7} {'replica CPU ms/call':>20}")
+    rows = {}
+    for name, cell in cells.items():
+        rows[name] = (percentile(cell.times, 0.5), cell.fleet_cpu / len(cell.times) * 1000)
+        print(f"{name:>6} {rows[name][0]:>7.2f} {percentile(cell.times, 0.99):>7.2f} {rows[name][1]:>20.2f}")
+    (memory_p50, memory_cpu), (redis_p50, redis_cpu) = rows["memory"], rows["redis"]
+    calls = len(cells["redis"].times)
+    print(
+        f"Redis adds {redis_p50 - memory_p50:+.2f} ms per {tool} (p50; {redis_p50 / memory_p50:.2f}x), "
+        f"{redis_cpu - memory_cpu:+.2f} ms of replica CPU; "
+        f"{sent.total() / calls:.1f} Redis commands per call (INFO commandstats, which counts the commands Lua "
+        "scripts run too; each EVALSHA is one round trip): "
+        + ", ".join(f"{name} {count / calls:.2f}" for name, count in sent.most_common() if count)
+    )
+
+
+async def part3(url: str, redis_pid: int, args: argparse.Namespace) -> None:
+    capacity, rate, replicas = args.capacity, float(args.capacity), 3  # the sandbox states its refill in whole seconds
+    print(
+        f"\nPart 3: the shared rate budget: {args.reads} get_tag from {args.clients} clients over {replicas} "
+        f"replicas, the sandbox's bucket {capacity} + {rate:g}/s"
+    )
+    async with open_fleet(f"{url}?namespace=bench-budget", replicas, SYSTEME_JOB_LEASE="30") as fleet:
+        tag = await new_tag(fleet)
+        await fleet.admin("POST", "/ratelimit", {"capacity": capacity, "refillPerSecond": rate})
+        cell = Cell()
+        await burst(fleet, args.clients, args.reads, workloads(tag)["read"], cell, redis_pid, warm=0)
+        log = [r for r in await sandbox_log(fleet.sandbox_url) if r["path"] == f"/api/tags/{tag}"]
+    rejected, used = budget_use(log, capacity, rate)
+    print(
+        f"429s: {rejected}; {used:.0%} of the allowed rate used (accepted ÷ (capacity + rate x their span)); "
+        f"{len(cell.times) / cell.wall:.1f} calls/s, p50 {percentile(cell.times, 0.5):.0f} ms, "
+        f"p99 {percentile(cell.times, 0.99):.0f} ms"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -211,6 +247,7 @@ async def main(args: argparse.Namespace) -> None:
             url = f"redis://127.0.0.1:{port}/0"
             await part1(url, proc.pid, args)
             await part2(url, args)
+            await part3(url, proc.pid, args)
         finally:
             proc.terminate()
             proc.wait()
@@ -222,4 +259,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--reads", type=int, default=400)
+    parser.add_argument("--capacity", type=int, default=20)
     anyio.run(main, parser.parse_args())

@@ -185,6 +185,14 @@ class Fleet:
                 yield client
 
 
+def budget_use(log: list[dict[str, Any]], capacity: int, rate: float) -> tuple[int, float]:
+    """Of these upstream requests (sandbox log rows) against a bucket of `capacity` + `rate`/s: (the 429s, the
+    fraction of the allowed rate used: accepted ÷ (capacity + rate x the span from the first to the last))."""
+    accepted = sorted(r["at"] for r in log if r["status"] != 429)
+    span = accepted[-1] - accepted[0] if accepted else 0.0
+    return sum(r["status"] == 429 for r in log), len(accepted) / (capacity + rate * span)
+
+
 @asynccontextmanager
 async def open_fleet(
     store: str, replicas: int = 3, *, tenancy: bool = False, sandbox: tuple[str, ...] = (), **settings: str

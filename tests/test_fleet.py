@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from mcp import Client, MCPError, types
 
-from .fleet import YES, Fleet, Router, open_fleet
+from .fleet import YES, Fleet, Router, budget_use, open_fleet
 from .helpers import ACCEPT, INIT, running_job, sandbox_log, tag_writes, text, wait_for
 
 pytestmark = pytest.mark.anyio  # the module runs on one worker (conftest: pytest_xdist_make_scheduler)
@@ -139,11 +139,10 @@ async def test_a_burst_over_the_fleet_stays_within_the_shared_rate_and_uses_it(f
     log = [r for r in await sandbox_log(fleet.sandbox_url) if r["path"] == f"/api/tags/{tag}"]
     assert [r["status"] for r in log if r["status"] != 200] == []  # no 429: the replicas paced as one
     assert len(log) == reads
-    times = sorted(r["at"] for r in log)
-    used = len(log) / (capacity + rate * (times[-1] - times[0]))  # of what the bucket allowed in that span
-    # a floor for a loaded 2-core machine, where the 16 clients and 3 replicas compete for CPU;
-    # benchmarks/fleet.py reports the figure (>= 90% when the machine is not starved)
-    assert used >= 0.7, f"{used:.0%} of the allowed rate"
+    rejected, used = budget_use(log, capacity, rate)
+    # a floor for a loaded 2-core machine, where the 16 clients and 3 replicas compete for CPU (the figure on
+    # this machine: 76-93%); benchmarks/fleet.py reports it over a longer burst
+    assert rejected == 0 and used >= 0.7, f"{used:.0%} of the allowed rate"
 
 
 async def test_legacy_sessions_work_across_the_fleet_with_session_affinity(fleet: Fleet) -> None:
