@@ -101,6 +101,7 @@ def open_governor(
     account: str | None = None,
     maton: str | None = None,
     redis: Any = None,
+    replica: str | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Governor:
@@ -108,7 +109,8 @@ def open_governor(
     unset: the settings' fingerprints), through `redis` (the process's redis-py client; None: its own). Clock policy
     of the shared one: times shared between replicas are Redis's own (`TIME`, one clock for the fleet; replica
     clocks differ), and only durations leave Redis; a client given a clock of its own (tests' virtual clocks) has
-    that clock used for the shared times too."""
+    that clock used for the shared times too. `replica`: this process's id in the fleet's heartbeats: the requests in
+    flight of a replica that died stop counting when its heartbeat lapses (seconds), not when they time out."""
     pacer = Pacer(sleep=sleep, clock=clock)
     store = settings.store_url
     if not store.startswith(SHARED_STORES):
@@ -121,6 +123,7 @@ def open_governor(
         account or settings.account,
         maton=(maton or maton_account(settings)) if gateway else None,
         redis=redis,
+        replica=replica,
         slot_ttl=settings.timeout + SLOT_MARGIN,
         fallback=pacer,
         sleep=sleep,

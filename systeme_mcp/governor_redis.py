@@ -61,13 +61,21 @@ local function fmt(x) return string.format('%.6f', x) end
 local now = clock()
 """
 
-# KEYS: state, flying, maton bucket. ARGV: now ('' = TIME), slot, slot ttl, reserve, probe wait, poll,
-# maton rate (0: none), maton burst. Reply: {'go', now} | {'wait', seconds} | {'poll', seconds}
+# KEYS: state, flying, maton bucket, the replicas' heartbeats (repeats_redis). ARGV: now ('' = TIME), slot, slot
+# ttl, reserve, probe wait, poll, maton rate (0: none), maton burst. Reply: {'go', now} | {'wait', seconds} |
+# {'poll', seconds}
 ACQUIRE = (
     _COMMON
     + """
 local slot, ttl, reserve = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now))
+local t = redis.call('TIME')
+local beat_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do  -- a dead replica's slots go with its heartbeat
+    local owner = string.match(member, '^([^|]+)|')
+    local beat = owner and redis.call('ZSCORE', KEYS[4], owner)
+    if beat and tonumber(beat) < beat_now then redis.call('ZREM', KEYS[2], member) end
+end
 local flying = redis.call('ZCARD', KEYS[2])
 local function poll()
     local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -183,6 +191,7 @@ class RedisGovernor:
         *,
         maton: str | None = None,
         redis: aioredis.Redis | None = None,
+        replica: str | None = None,
         slot_ttl: float = 35.0,
         fallback: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
@@ -196,6 +205,8 @@ class RedisGovernor:
         self._acquire = self._redis.register_script(ACQUIRE)
         self._observe = self._redis.register_script(OBSERVE)
         self.keys = [f"{prefix}rate:{account}", f"{prefix}rate:{account}:flying", f"{prefix}maton:{maton or '-'}"]
+        self.keys.append(f"{prefix}alive")  # the replicas' heartbeats (repeats_redis.RedisRepeats keeps them)
+        self._slot_prefix = f"{replica}|" if replica else ""  # its slots lapse with its heartbeat, not the ttl
         self._maton = MATON_RATE if maton else 0.0
         self.slot_ttl = slot_ttl
         self._local = fallback or Pacer(sleep=sleep, clock=clock)
@@ -212,7 +223,7 @@ class RedisGovernor:
 
     async def acquire(self, deadline: float | None = None, *, write: bool = False) -> None:
         reserve = BACKGROUND_RESERVE if in_background() else 0
-        slot = secrets.token_hex(8)
+        slot = self._slot_prefix + secrets.token_hex(8)
         while True:
             answered = self._answered
             try:

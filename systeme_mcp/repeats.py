@@ -212,13 +212,15 @@ class MemoryRepeats:
         return None
 
 
-def open_repeats(settings: Settings, clock: Callable[[], float], redis: Any = None) -> RepeatStore:
+def open_repeats(
+    settings: Settings, clock: Callable[[], float], redis: Any = None, replica: str | None = None
+) -> RepeatStore:
     """The repeat store beside `settings`' job store: in Redis for a fleet (on the process's shared client
     `redis`), else this process's."""
     if redis is not None:
         from .repeats_redis import RedisRepeats  # imported here: only a Redis store needs it (and redis-py)
 
-        return RedisRepeats(settings.store_url, settings.repeat_window, redis=redis)
+        return RedisRepeats(settings.store_url, settings.repeat_window, redis=redis, replica=replica)
     return MemoryRepeats(settings.repeat_window, clock)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -91,6 +92,7 @@ async def open_runtime(
         settings = settings.model_copy(update={"maton_gateway_url": base, "maton_ctrl_url": base})
         transport = transport or sandbox.transport()
     timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
+    replica = secrets.token_hex(8)  # this process in the fleet's heartbeats (repeats_redis)
     redis = None  # one redis-py client for the process: the store's and every governor's connections
     if settings.store_url.startswith(SHARED_STORES):
         from .jobstore_redis import connect  # imported here: redis-py is loaded only when a fleet uses Redis
@@ -99,7 +101,7 @@ async def open_runtime(
 
     def make(client_settings: Settings, account: str | None = None, maton: str | None = None) -> SystemeClient:
         """A client of `client_settings`, its requests paced as `account` (and `maton`; see open_governor)."""
-        pacer = open_governor(client_settings, account=account, maton=maton, redis=redis, **timing)
+        pacer = open_governor(client_settings, account=account, maton=maton, redis=redis, replica=replica, **timing)
         return SystemeClient(client_settings, transport=transport, governor=pacer, **timing)
 
     client = make(settings)
@@ -115,7 +117,7 @@ async def open_runtime(
     runtime.jobs = JobRunner(runtime, store)
     from .repeats import open_repeats, secret_of  # imported here: it builds on this module (CallContext)
 
-    runtime.repeats, runtime.repeat_secret = open_repeats(settings, runtime.clock, redis), secret_of(settings)
+    runtime.repeats, runtime.repeat_secret = open_repeats(settings, runtime.clock, redis, replica), secret_of(settings)
     try:
         async with anyio.create_task_group() as tg:
             await runtime.repeats.serve(tg)

@@ -132,6 +132,27 @@ async def test_the_slots_of_a_dead_replica_expire(pair: tuple[RedisGovernor, Red
     assert alive.in_flight == 1
 
 
+async def test_the_slots_of_a_dead_replica_go_with_its_heartbeat(redis_url: str) -> None:
+    """A replica that dies mid-request stops holding the fleet back when its heartbeat lapses (repeats_redis
+    keeps one per replica), not a request timeout later."""
+    from systeme_mcp.repeats_redis import RedisRepeats
+
+    live, dead = (RedisGovernor(redis_url, "a", replica=name, slot_ttl=35.0) for name in ("live", "dead"))
+    beats = [RedisRepeats(redis_url, 120.0, replica=name) for name in ("live", "dead")]
+    try:
+        for beat in beats:
+            await beat._heartbeat()
+        assert await reply(dead, 0.0, "dead|probe") == ("go", 0.0)  # the count is unknown: its probe goes ...
+        assert (await reply(live, 0.0, "live|next"))[0] == "poll"  # ... and the fleet waits for its answer
+        await dead._redis.zadd(live.keys[3], {"dead": 0})  # it died: its heartbeat lapsed
+        assert (await reply(live, 0.0, "live|next"))[0] == "go"  # well before its slot's 35 s
+    finally:
+        for beat in beats:
+            await beat.aclose()
+        for gov in (live, dead):
+            await gov.aclose()
+
+
 async def test_a_429_seen_by_one_replica_holds_the_other(
     pair: tuple[RedisGovernor, RedisGovernor, VirtualClock],
 ) -> None:
