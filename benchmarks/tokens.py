@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,11 @@ def count(texts: list[str], *, install: bool = True) -> list[int]:
     if missing:
         raise TokenizerMissing(missing)
     script = BENCH / "count_tokens.mjs"  # next to node_modules, where node resolves the import
-    shutil.copy(ROOT / "benchmarks" / "count_tokens.mjs", script)
+    source = (ROOT / "benchmarks" / "count_tokens.mjs").read_bytes()
+    if not script.is_file() or script.read_bytes() != source:  # replaced whole: a concurrent run never reads half
+        partial = script.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(source)
+        os.replace(partial, script)
     node = shutil.which("node") or "node"
     run = subprocess.run(
         [node, str(script)], input=json.dumps(texts), capture_output=True, text=True, check=True, timeout=COUNT_TIMEOUT
