@@ -19,8 +19,8 @@ Run: python benchmarks/tokens.py   (installs js-tiktoken into .bench/ on first u
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
