@@ -38,7 +38,7 @@ from .auth import SANDBOX_KEY, credentials
 from .catalog import Operation, ResultShape
 from .config import Settings
 from .governor import Governor, open_governor
-from .outbound import Pool
+from .outbound import Pool, flat
 from .pacing import WaitTooLong, in_background
 from .policy import (
     ERROR_TEXT_CHARS,
@@ -290,7 +290,7 @@ class SystemeClient:
             tries.sent = True  # from here on the request may reach the server
             request = self._pool.request(plan.method, url, plan.query, content, kind)
             async with self._pool.stream(request, auth) as answer:
-                status, headers = answer.status_code, dict(answer.headers)
+                status, headers = answer.status_code, flat(answer.headers)
                 await self.pacer.observe(headers, status)
                 observed = True
                 try:

@@ -41,6 +41,14 @@ def url_of(url: str, query: dict[str, str] | None) -> httpx2.URL:
     return _url(f"{url}?{httpx2.QueryParams(query)}" if query else url)
 
 
+def flat(headers: httpx2.Headers) -> dict[str, str]:
+    """`dict(headers)` (names in lower case, a repeated header's values joined by ", "), in one pass."""
+    out: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
 class Pool:
     """The httpx2.AsyncClient of one SystemeClient (its transport: the network unless one is given)."""
 
@@ -49,6 +57,7 @@ class Pool:
         self._transport = transport
         self._client: httpx2.AsyncClient | None = None
         self._headers: list[tuple[bytes, bytes]] = []  # the client's default headers, raw
+        self._bases: dict[bytes, httpx2.Headers] = {}  # per host: Host and the defaults
         self._timeout: dict[str, Any] = {}
         self._closed = False
 
@@ -82,14 +91,15 @@ class Pool:
         if client.cookies:  # an upstream that set cookies has them back, as httpx2 does: its own way
             typed = {"Content-Type": content_type} if content_type is not None else None
             return client.build_request(method, target, content=content, headers=typed)
-        headers = [(b"Host", target.netloc)]
-        if content is not None:
-            headers.append((b"Content-Length", str(len(content)).encode()))
-        elif method in ("POST", "PUT", "PATCH"):
-            headers.append((b"Content-Length", b"0"))
-        headers += self._headers
-        if content_type is not None:
-            headers.append((b"Content-Type", content_type.encode()))
+        netloc = target.netloc
+        base = self._bases.get(netloc)
+        if base is None:  # one per host the routes name
+            base = self._bases[netloc] = httpx2.Headers([(b"Host", netloc), *self._headers])
+        headers: httpx2.Headers | list[tuple[bytes, bytes]] = base  # copied by the Request
+        if content is not None or method in ("POST", "PUT", "PATCH"):
+            headers = [*base.raw, (b"Content-Length", str(len(content or b"")).encode())]
+            if content_type is not None:
+                headers.append((b"Content-Type", content_type.encode()))
         timeout = {"timeout": self._timeout}
         request = httpx2.Request(
             method, target, headers=headers, stream=httpx2.ByteStream(content or b""), extensions=timeout
