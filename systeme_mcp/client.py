@@ -209,7 +209,7 @@ class SystemeClient:
             tries.attempts += 1
             outcome = await self._attempt(plan, deadline, tries)
             if isinstance(outcome, Response) and 200 <= outcome.status < 300:
-                return replace(outcome, attempts=tries.attempts)
+                return outcome if tries.attempts == 1 else replace(outcome, attempts=tries.attempts)
             failure = outcome if isinstance(outcome, errors.SystemeError) else self._error(plan, outcome)
             delay = self._retry_delay(plan, failure, tries.attempts, self._clock() - started)
             if delay is not None and self._clock() + delay > deadline:
@@ -248,7 +248,6 @@ class SystemeClient:
         """One attempt: on each candidate host of the API in turn (`hosts.Route`), the next one only after a
         connect error (provably never sent); the host that answers is kept."""
         route = self.routes[plan.api]
-        upstream, hint = errors.upstream_of(self.settings, plan.api)
         failure: errors.SystemeError | None = None
         for base in route.candidates():
             try:
@@ -264,16 +263,20 @@ class SystemeClient:
             except httpx2.ConnectError as exc:
                 tries.sent = sent_before
                 reason = self.scrub(f"could not connect ({exc})")
+                upstream, hint = errors.upstream_of(self.settings, plan.api)
                 failure = errors.TransportError(plan.describe(), reason, False, upstream, hint)
                 continue
             except httpx2.TimeoutException as exc:
                 sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
                 tries.sent = sent_before or sent
                 reason = "timed out waiting for the answer"
+                upstream, hint = errors.upstream_of(self.settings, plan.api)
                 return errors.TransportError(plan.describe(), reason, sent, upstream, "" if sent else hint)
             except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
                 reason = self.scrub(f"connection lost ({type(exc).__name__})")
-                return errors.TransportError(plan.describe(), reason, True, upstream)
+                return errors.TransportError(
+                    plan.describe(), reason, True, errors.upstream_of(self.settings, plan.api)[0]
+                )
             route.answered(base)
             return answer
         assert failure is not None
