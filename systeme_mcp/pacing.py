@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 
 import anyio
@@ -28,6 +28,7 @@ from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_r
 BACKGROUND_RESERVE = 2  # tokens a background job leaves to interactive calls
 MIN_HOLD = 0.02  # seconds: the shortest background hold
 _BACKGROUND: ContextVar[bool] = ContextVar("systeme_mcp_background", default=False)
+_UNLOCKED = nullcontext()
 
 
 @contextmanager
@@ -79,7 +80,9 @@ class Pacer:
         caller checks its own deadline."""
         reserve = BACKGROUND_RESERVE if _BACKGROUND.get() else 0
         while True:
-            async with self._lock:
+            # nothing below awaits before deciding, so it is atomic on the event loop; background requests still
+            # take the lock (their turns queue in order), an interactive one is spared the lock's yield to the loop
+            async with self._lock if reserve else _UNLOCKED:
                 now = self._clock()
                 if now < self._blocked_until:
                     wait = self._blocked_until - now
