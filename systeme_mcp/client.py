@@ -38,14 +38,13 @@ from .auth import SANDBOX_KEY, credentials
 from .catalog import Operation, ResultShape
 from .config import Settings
 from .governor import Governor, open_governor
+from .outbound import Pool, flat
 from .pacing import WaitTooLong, in_background
 from .policy import (
-    CONNECT_TIMEOUT_CAP,
     ERROR_TEXT_CHARS,
     MAX_RETRY_AFTER,
     PAGE_SIZE,
     RETRY_STATUSES,
-    USER_AGENT,
     WRITE_RETRY_STATUSES,
     backoff_delay,
     parse_retry_after,
@@ -111,17 +110,16 @@ class SystemeClient:
             self.call_deadline = max(settings.call_deadline, settings.retry_budget)
         # shared by a fleet on a Redis store; `governor`: one made for this client (a tenant's, on the process's Redis)
         self.pacer = governor or open_governor(settings, sleep=sleep, clock=clock)
-        self._http = httpx2.AsyncClient(
-            transport=transport,
-            timeout=httpx2.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT_CAP, settings.timeout)),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._pool = Pool(settings, transport)  # the httpx2 client, made at the first request
         self._auth = credentials(settings, self.backend)
         self.routes = hosts.routes(settings, self.backend)  # where each API is (Maton: current host, then legacy)
 
+    @property
+    def is_closed(self) -> bool:
+        return self._pool.is_closed
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
         await self.pacer.aclose()
 
     # ------------------------------------------------------------------ auth
@@ -211,7 +209,7 @@ class SystemeClient:
             tries.attempts += 1
             outcome = await self._attempt(plan, deadline, tries)
             if isinstance(outcome, Response) and 200 <= outcome.status < 300:
-                return replace(outcome, attempts=tries.attempts)
+                return outcome if tries.attempts == 1 else replace(outcome, attempts=tries.attempts)
             failure = outcome if isinstance(outcome, errors.SystemeError) else self._error(plan, outcome)
             delay = self._retry_delay(plan, failure, tries.attempts, self._clock() - started)
             if delay is not None and self._clock() + delay > deadline:
@@ -250,7 +248,6 @@ class SystemeClient:
         """One attempt: on each candidate host of the API in turn (`hosts.Route`), the next one only after a
         connect error (provably never sent); the host that answers is kept."""
         route = self.routes[plan.api]
-        upstream, hint = errors.upstream_of(self.settings, plan.api)
         failure: errors.SystemeError | None = None
         for base in route.candidates():
             try:
@@ -266,16 +263,20 @@ class SystemeClient:
             except httpx2.ConnectError as exc:
                 tries.sent = sent_before
                 reason = self.scrub(f"could not connect ({exc})")
+                upstream, hint = errors.upstream_of(self.settings, plan.api)
                 failure = errors.TransportError(plan.describe(), reason, False, upstream, hint)
                 continue
             except httpx2.TimeoutException as exc:
                 sent = not isinstance(exc, (httpx2.ConnectTimeout, httpx2.PoolTimeout))
                 tries.sent = sent_before or sent
                 reason = "timed out waiting for the answer"
+                upstream, hint = errors.upstream_of(self.settings, plan.api)
                 return errors.TransportError(plan.describe(), reason, sent, upstream, "" if sent else hint)
             except httpx2.RequestError as exc:  # reset, protocol error (a hostile server's garbage), ...
                 reason = self.scrub(f"connection lost ({type(exc).__name__})")
-                return errors.TransportError(plan.describe(), reason, True, upstream)
+                return errors.TransportError(
+                    plan.describe(), reason, True, errors.upstream_of(self.settings, plan.api)[0]
+                )
             route.answered(base)
             return answer
         assert failure is not None
@@ -283,18 +284,16 @@ class SystemeClient:
 
     async def _exchange(self, plan: RequestPlan, tries: _Tries, url: str) -> Response | errors.SystemeError:
         content = None if plan.body is None else json.dumps(plan.body).encode()
-        headers: dict[str, str] = {}
+        kind = None
         if plan.body is not None:
-            headers["Content-Type"] = "application/merge-patch+json" if plan.method == "PATCH" else "application/json"
+            kind = "application/merge-patch+json" if plan.method == "PATCH" else "application/json"
         observed = False
         try:
             auth = self._auth_for(plan)
             tries.sent = True  # from here on the request may reach the server
-            stream = self._http.stream(
-                plan.method, url, params=plan.query or None, content=content, headers=headers, auth=auth
-            )
-            async with stream as answer:
-                status, headers = answer.status_code, dict(answer.headers)
+            request = self._pool.request(plan.method, url, plan.query, content, kind)
+            async with self._pool.stream(request, auth) as answer:
+                status, headers = answer.status_code, flat(answer.headers)
                 await self.pacer.observe(headers, status)
                 observed = True
                 try:

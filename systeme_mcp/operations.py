@@ -58,7 +58,8 @@ async def run(ctx: CallContext, op: Operation, model: ArgumentsModel, arguments:
                 lead = f"{op.name} was not sent: {step.tool}, which it runs first, failed{after}. "
                 return answers.operation(ctx.catalog, step_op, step_args, first, lead=lead)
             done.append(step.tool)
-        ticket.outcome = ticket.unsettled
+        if ticket.active:
+            ticket.outcome = ticket.unsettled
         ticket.outcome = await calls.execute(ctx, op, args, plan, touch=not ticket.active)
         return answers.operation(ctx.catalog, op, args, ticket.outcome)
 

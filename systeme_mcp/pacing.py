@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 
 import anyio
@@ -28,6 +28,7 @@ from .policy import MAX_RETRY_AFTER, PACER_PROBE_WAIT, parse_retry_after, rate_r
 BACKGROUND_RESERVE = 2  # tokens a background job leaves to interactive calls
 MIN_HOLD = 0.02  # seconds: the shortest background hold
 _BACKGROUND: ContextVar[bool] = ContextVar("systeme_mcp_background", default=False)
+_UNLOCKED = nullcontext()
 
 
 @contextmanager
@@ -68,7 +69,7 @@ class Pacer:
         self.refill: float | None = None  # seconds to the next token, from the last answer that said
         self._blocked_until = 0.0
         self._background_until = 0.0  # background requests wait for a refill until then
-        self._answered = anyio.Event()  # set (and replaced) at every answer
+        self._answered: anyio.Event | None = None  # made when a request waits for an answer, set at the next one
         self._probing = True  # the count is to be learnt: background work sends one request, then waits for it
         self._hold: float | None = None  # the length of the last background hold, until the next count shows
         self._hold_next: float | None = None  # the next hold's length, as the counts after earlier ones taught
@@ -79,12 +80,15 @@ class Pacer:
         caller checks its own deadline."""
         reserve = BACKGROUND_RESERVE if _BACKGROUND.get() else 0
         while True:
-            async with self._lock:
+            # nothing below awaits before deciding, so it is atomic on the event loop; background requests still
+            # take the lock (their turns queue in order), an interactive one is spared the lock's yield to the loop
+            async with self._lock if reserve else _UNLOCKED:
                 now = self._clock()
                 if now < self._blocked_until:
                     wait = self._blocked_until - now
                 elif reserve and self._probing and self.in_flight > 0:
-                    answered = self._answered  # the count is unknown and a request is out: wait for its answer
+                    # the count is unknown and a request is out: wait for its answer
+                    answered = self._answered = self._answered or anyio.Event()
                     wait = -1.0
                 elif reserve and (held := self._background_wait(now)):
                     wait = held  # only the reserve is left: wait for the refill
@@ -124,8 +128,9 @@ class Pacer:
     def observe(self, headers: dict[str, str], status: int | None) -> None:
         """Learn from an answer (status None: no answer) and release its in-flight slot."""
         self.in_flight = max(0, self.in_flight - 1)
-        self._answered.set()
-        self._answered = anyio.Event()
+        if self._answered is not None:  # someone waits for an answer: this is it
+            self._answered.set()
+            self._answered = None
         if status is None:
             return
         self._probing = False

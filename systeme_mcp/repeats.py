@@ -19,6 +19,7 @@ it names or made): after delete_tag, an identical create_tag makes a new tag. Ev
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -40,6 +41,7 @@ from .write_identity import Write, claimed, identity, touched_ids
 log = logging.getLogger("systeme_mcp.repeats")
 MAX_DATA_BYTES = 16_384  # a result larger than this is remembered without its data (the outcome alone)
 HOLD_MARGIN = 5.0  # seconds an in-flight mark outlives its call's deadline
+UNCLAIMED = Outcome(OutcomeKind.NOT_APPLIED)  # an unclaimed call's outcome until it sets its own (never recorded)
 WAIT_FIRST, WAIT_MAX = 0.05, 0.5  # seconds between two looks at an identical call in flight
 
 
@@ -244,8 +246,13 @@ class Ticket:
         self.ctx, self.op, self.args, self.write = ctx, op, args, write
         self.answer: Outcome | None = None
         self.doubt = False
-        self.unsettled = Outcome(OutcomeKind.UNKNOWN, error=InDoubt(op, ctx.runtime.repeats.window))
-        self.outcome = self.unsettled  # until the call sets it (cancelled before: in doubt)
+        # until the call sets it (cancelled before: in doubt); unclaimed, nothing records it
+        self.outcome = self.unsettled if write is not None else UNCLAIMED
+
+    @functools.cached_property
+    def unsettled(self) -> Outcome:
+        """The outcome of a claimed call that ends before it knows its own: in doubt."""
+        return Outcome(OutcomeKind.UNKNOWN, error=InDoubt(self.op, self.ctx.runtime.repeats.window))
 
     @property
     def active(self) -> bool:

@@ -29,6 +29,7 @@ from .write_identity import scope
 log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+SANDBOX_URL = "http://sandbox.systeme.local"  # where the embedded sandbox answers (in-process, never dialled)
 LOG_EVERY = 5.0  # seconds of the runtime's clock between two "how far it got" log lines of one long call
 
 
@@ -39,7 +40,7 @@ class Runtime:
     settings: Settings
     catalog: Catalog
     client: SystemeClient
-    sandbox: Any = None  # the embedded Sandbox when the backend is "sandbox"
+    sandbox: Any = None  # the Sandbox given to open_runtime (the one it makes itself: LazySandbox, at first use)
     log_level: str = "info"  # minimum level of log messages sent to clients (logging/setLevel)
     jobs: Any = None  # the JobRunner (jobs.py) running this process's durable jobs
     clock: Callable[[], float] = time.monotonic  # monotonic seconds (tests: a virtual clock)
@@ -84,13 +85,9 @@ async def open_runtime(
     `sleep` and `clock` replace the client's waits and monotonic clock (tests: waits that take no time)."""
     catalog = catalog or load_catalog()
     if settings.resolved_backend == "sandbox":
-        if sandbox is None:
-            from .sandbox import Sandbox  # imported here: only the sandbox backend needs it (start-up time)
-
-            sandbox = Sandbox()
-        base = sandbox.base_url.rstrip("/")
+        base = (sandbox.base_url if sandbox is not None else SANDBOX_URL).rstrip("/")
         settings = settings.model_copy(update={"maton_gateway_url": base, "maton_ctrl_url": base})
-        transport = transport or sandbox.transport()
+        transport = transport or (sandbox.transport() if sandbox is not None else LazySandbox())
     timing: dict[str, Any] = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
     replica = secrets.token_hex(8)  # this process in the fleet's heartbeats (repeats_redis)
     redis = None  # one redis-py client for the process: the store's and every governor's connections
@@ -136,6 +133,27 @@ async def open_runtime(
         await client.aclose()
         if redis is not None:
             await redis.aclose()
+
+
+class LazySandbox(httpx2.AsyncBaseTransport):
+    """The embedded sandbox (the backend when no key is set), imported and seeded at the first request: a server
+    that only lists its tools never pays for it (~50 ms of a cold start). `sandbox`: it, once built."""
+
+    def __init__(self) -> None:
+        self.sandbox: Any = None
+        self._transport: httpx2.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._transport is None:
+            from .sandbox import Sandbox  # imported here: only the sandbox backend needs it (start-up time)
+
+            self.sandbox = Sandbox(base_url=SANDBOX_URL)
+            self._transport = self.sandbox.transport()
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
 
 
 class CallContext:

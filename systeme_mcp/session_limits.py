@@ -113,6 +113,9 @@ async def _peek(receive: Receive) -> tuple[bytes, Receive]:
 
 
 def _opens_session(body: bytes) -> bool:
+    """Whether `body` is an `initialize`, as the SDK reads it (`json.loads`: UTF-8, -16 or -32, escapes)."""
+    if b"initialize" not in body and b"\\" not in body and b"\x00" not in body:
+        return False  # it cannot name the method, not even escaped or in UTF-16/32: nothing to parse
     try:
         message: Any = json.loads(body)
     except ValueError:

@@ -112,11 +112,14 @@ def _no_constant(name: str) -> None:
     return None  # NaN, Infinity, -Infinity: not JSON, read as null
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # one, as json.loads would make for every answer
+
+
 def decode_json(body: bytes) -> tuple[bool, Any]:
     """(True, the value) if `body` is JSON, else (False, None). Strings are always valid Unicode."""
     text = body.decode("utf-8-sig", errors="replace")
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):  # ValueError includes over-long integers
         return False, None
     if SURROGATE_ESCAPE.search(body):

@@ -35,7 +35,7 @@ from systeme_mcp.http_guard import (
 )
 from systeme_mcp.runtime import open_runtime
 from systeme_mcp.server import create_server
-from systeme_mcp.session_limits import SessionsPerClient
+from systeme_mcp.session_limits import SessionsPerClient, _opens_session
 from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
@@ -337,3 +337,16 @@ async def test_stdio_answers_every_malformed_line_and_keeps_serving() -> None:
             assert answered["id"] == 10 and "result" in answered, answered
             await process.stdin.aclose()
             assert await process.wait() == 0
+
+
+def test_an_initialize_is_seen_however_it_is_encoded() -> None:
+    """The per-client cap reads a body as the SDK does (json.loads): skipping the parse of a body that cannot name
+    `initialize` must not let an escaped or UTF-16/32 one through uncounted."""
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}})
+    escaped = init.replace('"method"', '"m\\u0065thod"').replace('"initialize"', '"\\u0069nitialize"')
+    assert json.loads(escaped)["method"] == "initialize"
+    for body in (init.encode(), escaped.encode(), init.encode("utf-16"), init.encode("utf-32-le")):
+        assert _opens_session(body), body
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get_tag", "arguments": {}}}
+    assert not _opens_session(json.dumps(call).encode())
+    assert not _opens_session(json.dumps({**call, "params": {"name": "initialize\\"}}).encode())

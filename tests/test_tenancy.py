@@ -239,15 +239,15 @@ async def test_the_lru_closes_the_clients_it_evicts() -> None:
     tenants.release(b)
     c = await tenants.enter(cred("maton-key-of-tenant-C-000000000"))
     assert [t.id for t in tenants.live()] == [a.id, c.id]  # b, the least recently used one not in use, went
-    assert made[1]._http.is_closed and not made[0]._http.is_closed and not made[2]._http.is_closed
+    assert made[1].is_closed and not made[0].is_closed and not made[2].is_closed
     assert made[0].scrub(f"x {MATON['a']} y") == "x [redacted] y" and MATON["a"] not in repr(cred(MATON["a"]))
     tenants.release(c)
     now[0] = 61.0
     d = await tenants.enter(cred("maton-key-of-tenant-D-000000000"))
     assert [t.id for t in tenants.live()] == [a.id, d.id]  # c idle too long: closed; a still held: kept
-    assert made[2]._http.is_closed and not made[0]._http.is_closed
+    assert made[2].is_closed and not made[0].is_closed
     await tenants.aclose()
-    assert all(client._http.is_closed for client in made)
+    assert all(client.is_closed for client in made)
 
 
 @pytest.mark.parametrize(
