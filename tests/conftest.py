@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,11 @@ ERAS = ["modern", "legacy"]
 # servers, and the server processes they start, keep theirs in a directory of their own instead.
 os.environ["XDG_STATE_HOME"] = STATE_HOME = tempfile.mkdtemp(prefix="systeme-mcp-test-state-")
 atexit.register(shutil.rmtree, STATE_HOME, True)
+# The suite starts ~100 server, sandbox and CLI processes. With PYTHONDONTWRITEBYTECODE set (as on these machines)
+# each recompiled every module of the package from source (~0.2 s of CPU a start); an installed server has its
+# bytecode compiled at install. The first process now writes it (to the gitignored __pycache__), the rest reuse it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
