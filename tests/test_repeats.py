@@ -26,6 +26,7 @@ from systeme_mcp.write_identity import claimed, identity
 from .cases import CASES
 from .conftest import sandbox_settings
 from .helpers import Gate, RawApi, VirtualClock, text
+from .processes import free_port
 
 pytestmark = pytest.mark.anyio
 CLAIMED = [op.name for op in load_catalog() if claimed(op)]
@@ -276,11 +277,7 @@ async def test_nothing_in_redis_names_an_argument_or_the_account(replicas: Repli
 
 
 async def test_with_redis_down_a_write_is_refused_and_nothing_is_sent(sandbox: Any) -> None:
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings = fleet_settings(f"redis://127.0.0.1:{port}/0")
     async with open_runtime(settings, sandbox=sandbox) as runtime, Client(create_server(runtime)) as client:
         result = await client.call_tool("create_tag", {"name": "Never"})
@@ -308,3 +305,19 @@ async def test_the_memory_store_forgets_what_expired() -> None:
         await store.touch("account", ["7"])
     assert not store._marks.get("made"), "an expired result is gone"
     assert len(store._gens) == 1 and len(store._marks) == 1, "expired marks and counters are dropped"
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("-1", "greater than or equal to 0"), ("soon", "valid number"), ("99999", "less than or equal to 3600")],
+)
+def test_a_bad_repeat_window_stops_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str, allowed: str
+) -> None:
+    from systeme_mcp.cli import load_settings
+
+    monkeypatch.setenv("SYSTEME_REPEAT_WINDOW", value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings({})
+    message = str(stopped.value)
+    assert "SYSTEME_REPEAT_WINDOW" in message and allowed in message and repr(value) in message
