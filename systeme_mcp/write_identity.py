@@ -8,6 +8,7 @@ same number share one counter, so a remembered result is at worst forgotten earl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -59,6 +60,7 @@ def touched_ids(catalog: Catalog, op: Operation, args: dict[str, Any], data: Any
     return record_ids(args, made_id(catalog, op, data))
 
 
+@functools.lru_cache(maxsize=1024)  # one per account (tenant): computed once, not on every write
 def scope(secret: bytes, account: str) -> str:
     """The account's name in the shared store (keyed: it does not reveal the account)."""
     return hmac.new(secret, b"scope\x00" + account.encode(), hashlib.sha256).hexdigest()[:24]
