@@ -1,8 +1,10 @@
 """The call budget: a tool call still running after `call_budget` seconds answers with a job and carries on.
 
-Most clients give up on a call after 60 s. Every call runs in the job runner's task group, so it can outlive
-its request; the request waits for it up to the budget (longer while a question to the user is open — that
-answer belongs to this request). Past the budget:
+Most clients give up on a call after 60 s. A call runs in the job runner's task group, so it can outlive its
+request; the request waits for it up to the budget (longer while a question to the user is open — that answer
+belongs to this request). A declared read (one request, no side effect) is the exception: it runs in the
+request's own task, sparing every read a task and two hand-overs on the event loop; past the budget it is
+stopped and run again from the start as a job of kind `call` (reading twice changes nothing). Past the budget:
 - a call that started a durable job of its own (bulk, import, export) answers with that job, and the job goes
   on (those tools, and the job tools, answer by the budget themselves; the grace here is a backstop);
 - any other call becomes a job of kind `call`: it goes on in the background and its answer, when it comes, is
@@ -32,6 +34,11 @@ QUESTION_POLL = 0.5  # seconds between looks at whether an open question to the 
 Run = Callable[[CallContext, dict[str, Any]], Awaitable[answers.Answer]]
 
 
+def rerun_safe(tool: ToolDef) -> bool:
+    """A declared read: one request that changes nothing, so cut short and run again it loses only time."""
+    return tool.read_only and tool.operation is not None and tool.job_kind is None
+
+
 def report(answer: answers.Answer) -> dict[str, Any]:
     """A (sealed) answer as a job's stored report."""
     if not isinstance(answer, types.CallToolResult):
@@ -45,6 +52,12 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
     """`run(ctx, arguments)` (the whole call of `tool`, its answer sealed), answered within the budget (see the
     module doc); every answer it gives is sealed."""
     jobs, name, read_only, scrub = runner(ctx), tool.name, tool.read_only, ctx.client.scrub
+    answers_by_itself = tool.job_kind is not None or tool.toolset == TOOLSET  # its own wait ends by the budget
+    budget = ctx.runtime.settings.call_budget + (GRACE if answers_by_itself else 0.0)
+    if rerun_safe(tool):
+        with anyio.move_on_after(max(0.0, ctx.started + budget - anyio.current_time())):
+            with jobs.holding(ctx.runtime.account):
+                return await run(ctx, arguments)  # sealed by `run`
     done = anyio.Event()
     scope = anyio.CancelScope()
     box: dict[str, answers.Answer] = {}
@@ -56,9 +69,9 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
         finally:
             done.set()
 
+    if rerun_safe(tool):  # it ran out of time in this request: from the start, as a job (nothing was changed)
+        ctx.request = None  # detached: progress and logs of the rest go to the server log only
     jobs.spawn(body)
-    answers_by_itself = tool.job_kind is not None or tool.toolset == TOOLSET  # its own wait ends by the budget
-    budget = ctx.runtime.settings.call_budget + (GRACE if answers_by_itself else 0.0)
     try:
         with anyio.move_on_after(max(0.0, ctx.started + budget - anyio.current_time())):
             await done.wait()

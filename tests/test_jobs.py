@@ -259,6 +259,52 @@ async def test_a_job_resource_tells_its_subscribers_as_it_progresses(
     assert json.loads(content.text)["status"] == final["status"] == "done"
 
 
+def tag_reads(request: httpx2.Request) -> bool:
+    return request.method == "GET" and "/tags/" in request.url.path
+
+
+async def test_a_declared_read_past_its_budget_is_read_again_as_a_job(sandbox: Any, api: RawApi) -> None:
+    """A declared read runs in the request's own task: past the budget it is stopped and read again, from the
+    start, as a job whose report is the read's answer; the stopped attempt never reached the API."""
+    tag_id = await new_tag(api, "slow-read")
+    gate = Gate(sandbox.transport(), tag_reads)
+    gate.expect = 2  # the attempt cut short at the budget, then the job's
+    settings = sandbox_settings(call_budget=BUDGET)
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as rt, Client(create_server(rt)) as session:
+        first = await structured(session, "get_tag", tag_id=tag_id)
+        assert first["kind"] == "call" and first["status"] == "running"
+        with anyio.fail_after(10):
+            await gate.arrived.wait()
+        gate.opened.set()
+        done = await until_finished(session, first["job_id"])
+    assert done["status"] == "done" and done["item"]["id"] == tag_id and not done.get("error")
+    reads = [r for r in sandbox.requests if r.method == "GET" and r.path.endswith(f"/tags/{tag_id}")]
+    assert len(reads) == 1
+
+
+async def test_a_declared_read_cancelled_by_its_client_stops_and_leaves_no_job(sandbox: Any, api: RawApi) -> None:
+    tag_id = await new_tag(api, "cancelled-read")
+    gate = Gate(sandbox.transport(), tag_reads)
+    settings = sandbox_settings(call_budget=30)
+    async with open_runtime(settings, sandbox=sandbox, transport=gate) as rt, Client(create_server(rt)) as session:
+        scope = anyio.CancelScope()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    with scope:
+                        await session.call_tool("get_tag", {"tag_id": tag_id})
+
+                tg.start_soon(call)
+                await gate.arrived.wait()
+                scope.cancel()
+        assert (await structured(session, "list_jobs"))["items"] == []
+        gate.opened.set()
+        again = await structured(session, "get_tag", tag_id=tag_id)
+    assert again["item"]["id"] == tag_id
+    assert len([r for r in sandbox.requests if r.method == "GET" and r.path.endswith(f"/tags/{tag_id}")]) == 1
+
+
 def contact_reads(request: httpx2.Request) -> bool:
     return request.method == "GET" and request.url.path.rstrip("/").endswith("/contacts")
 
