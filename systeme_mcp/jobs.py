@@ -201,6 +201,8 @@ class JobRunner:
         self.cancelling.discard(job_id)
         self.touch(job_id, final=True)
         self._accounts.pop(job_id, None)
+        self._started.pop(job_id, None)
+        self._notified.pop(job_id, None)
 
     def holding(self, account: str) -> AbstractContextManager[Any]:
         """Keeps the tenant's client open while its job runs (per-request tenancy; else nothing to hold)."""
@@ -250,6 +252,14 @@ class JobRunner:
         followers = self._followers.get(job_id, [])
         if ctx in followers:
             followers.remove(ctx)
+        if not followers:  # nobody waits for it here any more (a job run elsewhere is never touched here)
+            self._followers.pop(job_id, None)
+            self._events.pop(job_id, None)
+
+    def tracked(self) -> int:
+        """How many jobs this runner keeps any state for (running here, or followed by a call here)."""
+        maps = (self._local, self._events, self._started, self._notified, self._accounts, self._followers)
+        return len(set().union(*maps, self._adopted, self.cancelling))
 
     async def log_progress(self, job: Job) -> None:
         """Checked as each item settles, on the runtime's clock, so no interval passes unlogged while a call

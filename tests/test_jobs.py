@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import pytest
 from mcp import Client, types
 
-from systeme_mcp.runtime import Runtime, open_runtime
+from systeme_mcp.runtime import CallContext, Runtime, open_runtime
 from systeme_mcp.server import create_server
 
 from .conftest import sandbox_settings
@@ -257,6 +258,29 @@ async def test_a_job_resource_tells_its_subscribers_as_it_progresses(
     (content,) = body.contents
     assert isinstance(content, types.TextResourceContents)
     assert json.loads(content.text)["status"] == final["status"] == "done"
+
+
+async def test_a_runner_keeps_nothing_of_the_jobs_it_finished(
+    jobs_runtime: Runtime, client: Client, api: RawApi, gate: Gate
+) -> None:
+    """A hosted server runs for weeks: once its jobs end (a call past its budget, a bulk job a call waited for),
+    the runner holds no state for them."""
+    ids = [c["id"] for c in await api.all_items("/api/contacts")][:4]
+    tag_id = await new_tag(api, "forgotten")
+    late = await structured(client, "add_tag_to_contact", contact_id=ids[0], tag_id=tag_id)
+    assert late["kind"] == "call" and late["status"] == "running"
+    gate.opened.set()
+    bulk = await structured(client, "bulk_add_tag", contact_ids=ids, tag_id=tag_id, dry_run=False)
+    for job_id in (late["job_id"], bulk["job_id"]):
+        assert (await until_finished(client, job_id))["status"] == "done"
+    with anyio.fail_after(10):  # the job's record is final a moment before its runner lets go of it
+        while jobs_runtime.jobs.tracked():
+            await anyio.lowlevel.checkpoint()
+    elsewhere, waiter = "job_" + "e" * 16, CallContext(jobs_runtime)  # a job another replica runs, followed here
+    jobs_runtime.jobs.follow(elsewhere, waiter)
+    jobs_runtime.jobs.changed(elsewhere)
+    jobs_runtime.jobs.unfollow(elsewhere, waiter)
+    assert jobs_runtime.jobs.tracked() == 0
 
 
 def tag_reads(request: httpx2.Request) -> bool:
