@@ -3,6 +3,9 @@
 - Made lazily: a server that only lists its tools (a stdio client's first minutes) never loads the connection
   pool (httpcore2) nor the certificates; every pool of the process shares one SSL context (~50 ms to load), so
   per-request tenancy, which makes a client per tenant, loads it once.
+- No cookies: the APIs authenticate every request by header, so a `Set-Cookie` (an upstream's, or a hostile
+  hop's) is never stored nor sent back — it could otherwise grow every later request's headers, or carry state
+  from one answer into the next request.
 - `request` builds the `httpx2.Request` itself, with the headers httpx2 would send (Host, the pool's defaults,
   Content-Type/Content-Length for a body), rather than through `AsyncClient.stream`, which merges the URL with a
   base URL, parses it again for the query and rebuilds the headers on every request; a URL once parsed is kept
@@ -15,6 +18,7 @@ import functools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx2
@@ -63,6 +67,9 @@ class Pool:
 
     @property
     def client(self) -> httpx2.AsyncClient:
+        return self._client if self._client is not None else self._made()
+
+    def _made(self) -> httpx2.AsyncClient:
         if self._client is None:
             if self._closed:
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
@@ -72,6 +79,7 @@ class Pool:
                 verify=True if self._transport is not None else _ssl_context(),
                 timeout=httpx2.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT_CAP, settings.timeout)),
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                cookies=httpx2.Cookies(CookieJar(DefaultCookiePolicy(allowed_domains=[]))),  # accepts none
                 follow_redirects=False,
             )
             self._headers = list(self._client.headers.raw)
@@ -85,12 +93,10 @@ class Pool:
     def request(
         self, method: str, url: str, query: dict[str, str] | None, content: bytes | None, content_type: str | None
     ) -> httpx2.Request:
-        """The request httpx2's `build_request` would make for these (no cookies: see `send`)."""
-        client = self.client
+        """The request httpx2's `build_request` would make for these (the pool keeps no cookies)."""
+        if self._client is None:
+            self._made()  # with its default headers, at the first request
         target = url_of(url, query)
-        if client.cookies:  # an upstream that set cookies has them back, as httpx2 does: its own way
-            typed = {"Content-Type": content_type} if content_type is not None else None
-            return client.build_request(method, target, content=content, headers=typed)
         netloc = target.netloc
         base = self._bases.get(netloc)
         if base is None:  # one per host the routes name

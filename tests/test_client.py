@@ -208,3 +208,11 @@ async def test_pacer_waits_when_the_server_says_the_budget_is_spent() -> None:
     assert sleeps == []
     await client.send(GET)
     assert sleeps and 0 < sum(sleeps) <= 2.0
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back() -> None:
+    handler = Recorder(lambda r: httpx2.Response(200, json={"items": []}, headers={"Set-Cookie": "track=1; Path=/"}))
+    client = make_client(handler)
+    await client.send(GET)
+    await client.send(GET)
+    assert len(handler.requests) == 2 and "cookie" not in handler.requests[1].headers
