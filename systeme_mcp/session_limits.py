@@ -4,7 +4,9 @@ The SDK caps sessions for the whole server (`max_sessions`) and closes idle ones
 per client address: an `initialize` that would open one more session for a client already holding
 `PER_CLIENT_SESSIONS` gets a 503 JSON-RPC error, and nothing reaches the server. A session counts from the
 answer that hands out its `Mcp-Session-Id` until it is deleted or has been idle as long as the SDK keeps it.
-(2026-07-28 requests are stateless: they open no session and are never counted.)
+(2026-07-28 requests are stateless: they open no session and are never counted.) What it remembers is bounded
+by the sessions alive now: clients whose sessions all ended or idled out are swept, at most once per `idle`
+period, so a public server seeing ever new addresses does not grow without end.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ class SessionsPerClient:
         self.app, self.idle, self.limit, self.clock = app, idle, limit, clock
         self._live: dict[str, dict[str, float]] = {}  # client address → session id → last request
         self._opening: dict[str, int] = {}  # client address → session-opening requests being answered now
+        self._next_sweep = clock() + idle
+
+    def clients(self) -> int:
+        """How many client addresses it keeps anything for."""
+        return len(self._live.keys() | self._opening.keys())
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle sessions and, with them, clients left with none."""
+        self._next_sweep = now + self.idle
+        for client in list(self._live):
+            if not self.held(client):
+                del self._live[client]
 
     def held(self, client: str) -> int:
         """Live sessions of `client` now (idle ones dropped)."""
@@ -53,12 +67,17 @@ class SessionsPerClient:
         client = scope["client"][0] if scope.get("client") else "?"
         headers = {k.lower(): v for k, v in scope.get("headers") or []}
         sid = headers.get(b"mcp-session-id", b"").decode("latin-1")
-        sessions = self._live.setdefault(client, {})
+        now = self.clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
         if sid:
-            if scope["method"] == "DELETE":
-                sessions.pop(sid, None)
-            elif sid in sessions:
-                sessions[sid] = self.clock()
+            known = self._live.get(client)
+            if known is not None and scope["method"] == "DELETE":
+                known.pop(sid, None)
+                if not known:
+                    del self._live[client]
+            elif known is not None and sid in known:
+                known[sid] = now
             await self.app(scope, receive, send)
             return
         opening = False
@@ -77,12 +96,14 @@ class SessionsPerClient:
             if pending[0]:
                 pending[0] = False
                 self._opening[client] -= 1
+                if not self._opening[client]:
+                    del self._opening[client]
 
         async def noting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 given = dict((k.lower(), v) for k, v in message.get("headers") or []).get(b"mcp-session-id")
                 if given:
-                    sessions[given.decode("latin-1")] = self.clock()
+                    self._live.setdefault(client, {})[given.decode("latin-1")] = self.clock()
                 settle()
             await send(message)
 

@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from systeme_mcp import http_guard, transport
 from systeme_mcp.http_guard import (
@@ -226,6 +226,47 @@ def test_a_clients_idle_sessions_stop_counting() -> None:
     assert limits.held("10.0.0.1") == 1
     now[0] = 11.0
     assert limits.held("10.0.0.1") == 0
+
+
+async def test_what_the_per_client_cap_remembers_is_bounded_by_the_live_sessions() -> None:
+    """Every address ever seen used to keep an entry: a public server would grow without end."""
+    now, opened = [0.0], [0]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        headers = []
+        if scope["path"] == "/open":
+            opened[0] += 1
+            headers = [(b"mcp-session-id", f"s{opened[0]}".encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    limits = SessionsPerClient(app, idle=10.0, limit=2, clock=lambda: now[0])
+
+    async def request(address: str, path: str, method: str = "POST", sid: str = "") -> None:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize" if path == "/open" else "tools/list"})
+        headers = [(b"mcp-session-id", sid.encode())] if sid else []
+        scope = {"type": "http", "method": method, "path": path, "headers": headers, "client": (address, 1)}
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": body.encode(), "more_body": False}
+
+        async def send(message: Message) -> None:
+            pass
+
+        await limits(scope, receive, send)
+
+    for i in range(30):  # stateless (2026-07-28) requests: nothing to remember
+        await request(f"10.1.0.{i}", "/mcp")
+    assert limits.clients() == 0
+    for i in range(30):
+        await request(f"10.2.0.{i}", "/open")
+    assert limits.clients() == 30
+    await request("10.2.0.0", "/mcp", "DELETE", sid="s1")  # the first session opened, closed by its client
+    assert limits.clients() == 29
+    now[0] = 11.0  # every other session idle past the SDK's keep time
+    await request("10.3.0.1", "/mcp")
+    assert limits.clients() == 0
 
 
 class _Waiter(logging.Handler):
