@@ -146,19 +146,31 @@ class MemoryRepeats:
         self.window, self._clock = window, clock
         self._marks: dict[str, dict[str, Any]] = {}
         self._gens: dict[str, tuple[int, float]] = {}  # a record's counter, and when it was last touched
-        self._next_prune = 0.0
+        self._every = max(window / 4, 1.0)  # seconds between two sweeps of either
+        self._next_prune = self._next_forget = 0.0
+
+    def tracked(self) -> int:
+        """How many marks and record counters it keeps."""
+        return len(self._marks) + len(self._gens)
 
     def _gen(self, name: str) -> int:
         return self._gens.get(name, (0, 0.0))[0]
 
     def _prune(self, now: float) -> None:
-        """Drop what has expired, now and then: marks past their window, and counters untouched for two windows
-        (as in Redis, a counter outlives every mark that recorded it, so no mark can see one start again)."""
-        if now < self._next_prune:
-            return
-        self._next_prune = now + max(self.window / 4, 1.0)
-        self._marks = {k: m for k, m in self._marks.items() if m["expires"] > now}
-        self._gens = {k: g for k, g in self._gens.items() if g[1] > now - 2 * self.window}
+        """Drop what has expired, now and then: marks past their window (on claims and peeks: only claims add
+        marks), and counters (`_forget`)."""
+        if now >= self._next_prune:
+            self._next_prune = now + self._every
+            self._marks = {k: m for k, m in self._marks.items() if m["expires"] > now}
+        self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Drop counters untouched for two windows, now and then (also on touches: every write adds counters, and
+        one that claims nothing never prunes). As in Redis, a counter outlives every mark that recorded it, so no
+        mark can see one start again."""
+        if now >= self._next_forget:
+            self._next_forget = now + self._every
+            self._gens = {k: g for k, g in self._gens.items() if g[1] > now - 2 * self.window}
 
     def _done(self, write: Write) -> Claim | None:
         now = self._clock()
@@ -204,6 +216,7 @@ class MemoryRepeats:
 
     async def touch(self, scope: str, ids: list[str]) -> None:
         now = self._clock()
+        self._forget(now)
         for i in ids:
             self._gens[f"{scope}:{i}"] = (self._gen(f"{scope}:{i}") + 1, now)
 

@@ -321,3 +321,17 @@ def test_a_bad_repeat_window_stops_start_up_naming_it(
         load_settings({})
     message = str(stopped.value)
     assert "SYSTEME_REPEAT_WINDOW" in message and allowed in message and repr(value) in message
+
+
+@pytest.mark.parametrize("window", [10.0, 0.0])
+async def test_the_memory_store_forgets_counters_only_touches_made(window: float) -> None:
+    """Writes that claim nothing (idempotent ones; every write, with the window 0) only touch records: their
+    counters were kept for the life of the process, as only a claim or a peek dropped any."""
+    from systeme_mcp.repeats import MemoryRepeats
+
+    now = [0.0]
+    store = MemoryRepeats(window, lambda: now[0])
+    for i in range(200):
+        now[0] += 1.0
+        await store.touch("account", [str(i), f"{i}b"])
+    assert store.tracked() <= 2 * (2 * window + max(window / 4, 1.0) + 1)  # the last two windows' records
