@@ -30,6 +30,7 @@ log = logging.getLogger("systeme_mcp")
 NOTICE_CHARS = 1_000  # characters of one log or progress message
 LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 SANDBOX_URL = "http://sandbox.systeme.local"  # where the embedded sandbox answers (in-process, never dialled)
+SANDBOX_LOG = 1_000  # requests (and webhook deliveries) the embedded sandbox remembers: it lives as long as the server
 LOG_EVERY = 5.0  # seconds of the runtime's clock between two "how far it got" log lines of one long call
 
 
@@ -147,7 +148,7 @@ class LazySandbox(httpx2.AsyncBaseTransport):
         if self._transport is None:
             from .sandbox import Sandbox  # imported here: only the sandbox backend needs it (start-up time)
 
-            self.sandbox = Sandbox(base_url=SANDBOX_URL)
+            self.sandbox = Sandbox(base_url=SANDBOX_URL, keep_log=SANDBOX_LOG)
             self._transport = self.sandbox.transport()
         return await self._transport.handle_async_request(request)
 

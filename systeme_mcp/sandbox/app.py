@@ -61,7 +61,16 @@ class RequestRecord:
 
 
 class RequestLog(list[RequestRecord]):
-    """The received requests, oldest first (a list; `clear()` empties it)."""
+    """The received requests, oldest first (a list; `clear()` empties it): the last `keep` (None: all)."""
+
+    def __init__(self, keep: int | None = None) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def append(self, record: RequestRecord) -> None:
+        super().append(record)
+        if self.keep is not None and len(self) > self.keep:
+            del self[0]
 
 
 @dataclass

@@ -37,6 +37,8 @@ class Sandbox:
     - `membership_delay`: seconds before a 202-accepted membership is listed.
     - `state_file`: an SQLite file keeping the state (loaded if present, else seeded; after every request the
       rows it changed are written, see `statefile.py`). An unusable file raises `StateFileError`. `close()` it.
+    - `keep_log`: how many of the latest requests and webhook deliveries `requests` and `webhooks.deliveries`
+      keep (None: all; a server's own embedded sandbox keeps a few, as it runs for as long as the server).
     """
 
     DEFAULT_RATE_LIMIT = RateLimit(capacity=100, refill_per_second=2.0)  # a guess: numbers are unpublished
@@ -60,6 +62,7 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
         webhook_transport: httpx2.AsyncBaseTransport | None = None,
         base_url: str = "http://sandbox.systeme.local",
+        keep_log: int | None = None,
     ) -> None:
         self.seed = seed
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
@@ -69,8 +72,8 @@ class Sandbox:
         self.state_file = state_file
         self.twilio_connected = twilio_connected
         self.faults = Faults()
-        self.requests = RequestLog()
-        self.webhooks = WebhookSender(enabled=deliver_webhooks, transport=webhook_transport)
+        self.requests = RequestLog(keep_log)
+        self.webhooks = WebhookSender(enabled=deliver_webhooks, transport=webhook_transport, keep=keep_log)
         self._clock = clock
         self._lock = threading.Lock()
         self.rate_limit: RateLimit | None = None

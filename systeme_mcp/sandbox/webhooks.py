@@ -56,10 +56,13 @@ class Delivery:
 
 
 class WebhookSender:
-    """Collects deliveries during a request; `flush()` sends them if delivery is on."""
+    """Collects deliveries during a request; `flush()` sends them if delivery is on. `deliveries`: the last `keep`
+    (None: all)."""
 
-    def __init__(self, *, enabled: bool = False, transport: Any = None, timeout: float = 2.0) -> None:
-        self.enabled = enabled
+    def __init__(
+        self, *, enabled: bool = False, transport: Any = None, timeout: float = 2.0, keep: int | None = None
+    ) -> None:
+        self.enabled, self.keep = enabled, keep
         self.transport = transport  # an httpx2.AsyncBaseTransport (tests capture in-process with it)
         self.timeout = timeout
         self.deliveries: list[Delivery] = []
@@ -74,6 +77,8 @@ class WebhookSender:
                 delivery = Delivery(hook.id, hook.url, event, str(uuid.uuid4()), body, sign(body, hook.secret))
                 self.deliveries.append(delivery)
                 self._pending.append(delivery)
+                if self.keep is not None and len(self.deliveries) > self.keep:
+                    del self.deliveries[0]
 
     def clear(self) -> None:
         self.deliveries.clear()

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from systeme_mcp import runtime
+from systeme_mcp.runtime import SANDBOX_URL, LazySandbox
 from systeme_mcp.sandbox import Sandbox
 from systeme_mcp.sandbox.serve import build_parser, main, make_sandbox
 from systeme_mcp.sandbox.validation import PageParams, paginate
@@ -169,3 +171,19 @@ def test_pagination_walks_every_item_once(ids: list[int], limit: int, order: str
             break
         cursor = page[-1]
     assert seen == sorted(ids, reverse=order == "desc")
+
+
+@pytest.mark.anyio
+async def test_the_embedded_sandbox_remembers_only_the_latest_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's own sandbox (no key set) lives as long as the server: its request log and its webhook deliveries
+    used to keep every one; a sandbox made by a test still keeps all."""
+    monkeypatch.setattr(runtime, "SANDBOX_LOG", 3)
+    embedded = LazySandbox()
+    async with httpx2.AsyncClient(transport=embedded, base_url=SANDBOX_URL, headers=KEY) as client:
+        for i in range(5):
+            assert (await client.post("/api/contacts", json={"email": f"kept{i}@acme.test"})).status_code == 201
+    sandbox = embedded.sandbox
+    assert [r.path for r in sandbox.requests] == ["/api/contacts"] * 3
+    delivered = [d.body for d in sandbox.webhooks.deliveries]  # the seeded webhook hears CONTACT_CREATED
+    assert len(delivered) == 3 and all(f"kept{i}@".encode() in body for i, body in enumerate(delivered, start=2))
+    assert Sandbox().requests.keep is None and Sandbox().webhooks.keep is None
