@@ -43,7 +43,8 @@ SCOPE_KEY = "systeme_mcp.tenant"  # where TenantGuard leaves the request's Tenan
 KEY_HEADER = {"gateway": "Authorization", "direct": "X-Systeme-Api-Key"}
 CONNECTION_HEADER = "Maton-Connection"
 SESSION_HEADER = b"mcp-session-id"
-SESSIONS_KEPT = 4096  # session owners remembered (the SDK holds at most http_guard.MAX_SESSIONS open at once)
+SESSIONS_KEPT = 4096  # session owners remembered, least recently used out (the SDK holds at most
+# http_guard.MAX_SESSIONS open at once, so only a session idle through thousands of others' requests is forgotten)
 
 
 @dataclass(frozen=True)
@@ -235,12 +236,16 @@ class TenantGuard:
         session = dict(scope["headers"]).get(SESSION_HEADER)
         tenant = await self.tenants.enter(credential)
         try:
-            if session is not None and self._sessions.get(session, tenant.id) != tenant.id:
+            # an owner no longer remembered (the least recently used of SESSIONS_KEPT) fails closed: the client
+            # opens a new session, as after any 404, and no other tenant ever reaches the old one
+            if session is not None and self._sessions.get(session) != tenant.id:
                 await send(
                     {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]}
                 )
                 await send({"type": "http.response.body", "body": b"Session not found"})
                 return
+            if session is not None:
+                self._sessions.move_to_end(session)
 
             async def noting(message: Message) -> None:  # the session this request opened is its tenant's
                 if message["type"] == "http.response.start":

@@ -24,6 +24,7 @@ from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from systeme_mcp import tenancy
 from systeme_mcp.client import SystemeClient
 from systeme_mcp.config import Settings
 from systeme_mcp.runtime import Runtime, open_runtime
@@ -279,6 +280,31 @@ async def test_a_legacy_session_belongs_to_the_tenant_that_opened_it(upstream: t
         assert theirs.status_code == 404
         mine = await http.post(mcp_url, json=listing, headers={**ACCEPT, **version, **headers("direct", "a")})
         assert mine.status_code == 200 and "list_tags" in mine.text
+
+
+async def test_a_session_whose_owner_was_forgotten_is_refused_to_every_tenant(
+    upstream: tuple[str, KeyRecorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Owners are kept least recently used first out; one that was dropped fails closed, never open to all."""
+    monkeypatch.setattr(tenancy, "SESSIONS_KEPT", 2)
+    url, _ = upstream
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+    async with tenant_server(url, "direct") as (mcp_url, _), httpx2.AsyncClient() as http:
+
+        async def opened(who: str) -> dict[str, str]:
+            answer = await http.post(mcp_url, json=INIT, headers={**ACCEPT, **headers("direct", who)})
+            return {"MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": answer.headers["mcp-session-id"]}
+
+        async def status(session: dict[str, str], who: str) -> int:
+            answer = await http.post(mcp_url, json=listing, headers={**ACCEPT, **session, **headers("direct", who)})
+            return answer.status_code
+
+        old, kept = await opened("a"), await opened("a")
+        await opened("b")
+        assert await status(kept, "a") == 200  # used: now the most recent
+        await opened("b")  # the third owner past the cap: `old`, least recently used, is forgotten
+        assert await status(old, "b") == 404 and await status(old, "a") == 404
+        assert await status(kept, "a") == 200 and await status(kept, "b") == 404
 
 
 async def exported_job(url: str) -> str:
