@@ -23,7 +23,7 @@ import httpx2
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
-from .processes import clean_env, free_port, process, ready, spawn, stop
+from .processes import clean_env, free_port, process, ready, spawn, stop, tls
 
 KEYS = ("fleet-key-of-tenant-A-0123456789", "fleet-key-of-tenant-B-9876543210")  # the sandbox accepts these
 SECRET = "fleet_state_secret_0123456789abcdef0123456789"
@@ -73,7 +73,7 @@ class Router(httpx2.AsyncBaseTransport):
 
     def __init__(self, fleet: Fleet, *, affinity: bool = False) -> None:
         self.fleet, self.affinity = fleet, affinity
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=tls())
         self.pinned: dict[str, int] = {}  # session id → the replica that issued it
         self.served: list[Hop] = []
         self._turn = 0
@@ -162,14 +162,14 @@ class Fleet:
 
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
         """The sandbox's admin API (`/__sandbox` + path): faults, rate limit, request log."""
-        async with httpx2.AsyncClient(base_url=f"{self.sandbox_url}/__sandbox") as http:
+        async with httpx2.AsyncClient(base_url=f"{self.sandbox_url}/__sandbox", verify=tls()) as http:
             answer = await http.request(method, path, json=body)
             assert answer.status_code < 300, answer.text
             return answer.json() if answer.content else None
 
     def api(self, key: str = KEYS[0]) -> httpx2.AsyncClient:
         """The sandbox's API as a plain client (with tenant `key`'s credential), to set up and check state."""
-        return httpx2.AsyncClient(base_url=self.sandbox_url, headers={"X-API-Key": key}, timeout=30)
+        return httpx2.AsyncClient(base_url=self.sandbox_url, headers={"X-API-Key": key}, timeout=30, verify=tls())
 
     @asynccontextmanager
     async def client(

@@ -13,10 +13,13 @@ import anyio
 import httpx2
 import uvicorn
 from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
 
 from systeme_mcp.runtime import Runtime
 from systeme_mcp.server import create_server
 from systeme_mcp.transport import http_app
+
+from .processes import tls
 
 
 class RawApi:
@@ -164,8 +167,17 @@ async def session(runtime: Runtime, era: str, transport: str, **options: Any) ->
         async with Client(create_server(runtime), mode=mode, **options) as client:
             yield client
         return
-    async with serving_http(runtime) as url, Client(url, mode=mode, **options) as client:
+    async with (
+        serving_http(runtime) as url,
+        http_client() as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
+    ):
         yield client
+
+
+def http_client() -> httpx2.AsyncClient:
+    """The HTTP client `Client(url)` would make (the SDK's timeouts), on the suite's SSL context (`tls`)."""
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=300.0), verify=tls())
 
 
 class Gate(httpx2.AsyncBaseTransport):
@@ -218,7 +230,7 @@ async def running_job(client: Client) -> str:
 
 async def sandbox_log(sandbox_url: str) -> list[dict[str, Any]]:
     """The request log of a sandbox served over HTTP (`RequestRecord.as_json` rows, oldest first)."""
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=tls()) as http:
         return list((await http.get(f"{sandbox_url}/__sandbox/requests")).json()["items"])
 
 

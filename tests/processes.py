@@ -1,11 +1,13 @@
 """Helpers for tests (and benchmarks) that run the server or the sandbox as real processes on 127.0.0.1: a free
-port, waiting until a URL answers, a `systeme-mcp` subprocess that is always stopped, and an environment without
-the caller's credentials or settings."""
+port, waiting until a URL answers, a `systeme-mcp` subprocess that is always stopped, an environment without
+the caller's credentials or settings, and the one SSL context of the suite's HTTP clients."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,14 @@ import httpx2
 READY_TIMEOUT = 30.0  # seconds for a started process to answer over HTTP
 
 
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """The SSL context every HTTP client of the tests shares (`verify=tls()`): an httpx2 client or transport made
+    without one loads the CA bundle again (~30 ms of CPU each, ~190 times a suite), though the tests only speak
+    plain HTTP to 127.0.0.1."""
+    return httpx2.create_ssl_context()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,7 +36,7 @@ def free_port() -> int:
 async def ready(url: str, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Until `url` answers anything over HTTP (bounded); fails at once if `proc` exits first."""
     with anyio.fail_after(READY_TIMEOUT):
-        async with httpx2.AsyncClient() as http:
+        async with httpx2.AsyncClient(verify=tls()) as http:
             while True:
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before serving {url}")

@@ -21,6 +21,7 @@ from mcp import Client, MCPError, types
 
 from .fleet import YES, Fleet, Router, budget_use, open_fleet
 from .helpers import ACCEPT, INIT, running_job, sandbox_log, tag_writes, text, wait_for
+from .processes import tls
 
 pytestmark = pytest.mark.anyio  # the module runs on one worker (conftest: pytest_xdist_make_scheduler)
 REPLICAS = 3
@@ -176,7 +177,7 @@ async def test_without_affinity_a_legacy_hop_is_a_404_and_re_initializing_recove
         assert (await http.post(url, json=initialized, headers=session)).status_code == 202
         return session
 
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=tls()) as http:
         session = await open_session(http, first)
         hopped = await http.post(other, json=listing, headers=session)
         assert hopped.status_code == 404

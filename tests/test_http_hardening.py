@@ -40,6 +40,7 @@ from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
 from .helpers import ACCEPT, INIT
+from .processes import tls
 
 pytestmark = pytest.mark.anyio
 TOKEN = "tok_hardening_tests_5b1f0c"
@@ -76,7 +77,7 @@ def limited_logs() -> Iterator[None]:
 
 
 async def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(sandbox: Any) -> None:
-    async with http_server(sandbox, auth_token=TOKEN) as (url, _), httpx2.AsyncClient() as http:
+    async with http_server(sandbox, auth_token=TOKEN) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
         for value in (f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
             answer = await http.post(url, json=INIT, headers={**ACCEPT, "Authorization": value})
             assert answer.status_code == 200, value
@@ -93,7 +94,7 @@ async def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(sandbox
 
 async def test_a_wildcard_bind_accepts_the_named_public_host(sandbox: Any) -> None:
     overrides = {"host": "0.0.0.0", "auth_token": TOKEN, "allowed_hosts": ["mcp.example.com"]}
-    async with http_server(sandbox, **overrides) as (url, port), httpx2.AsyncClient() as http:
+    async with http_server(sandbox, **overrides) as (url, port), httpx2.AsyncClient(verify=tls()) as http:
 
         async def status(**headers: str) -> int:
             return (await http.post(url, json=INIT, headers={**AUTH, **headers})).status_code
@@ -110,7 +111,10 @@ async def test_a_wildcard_bind_without_allowed_hosts_warns_and_serves_loopback(
     sandbox: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="systeme_mcp"):
-        async with http_server(sandbox, host="0.0.0.0", auth_token=TOKEN) as (url, _), httpx2.AsyncClient() as http:
+        async with (
+            http_server(sandbox, host="0.0.0.0", auth_token=TOKEN) as (url, _),
+            httpx2.AsyncClient(verify=tls()) as http,
+        ):
             assert (await http.post(url, json=INIT, headers=AUTH)).status_code == 200
     assert any("--allowed-hosts" in r.getMessage() for r in caplog.records)
 
@@ -160,7 +164,7 @@ async def test_a_slow_or_silent_connection_is_closed(sandbox: Any, monkeypatch: 
             async with await anyio.connect_tcp("127.0.0.1", port) as slow:
                 await slow.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
                 assert await _closed_by_server(slow)
-        async with httpx2.AsyncClient() as http:  # a prompt client is unaffected
+        async with httpx2.AsyncClient(verify=tls()) as http:  # a prompt client is unaffected
             assert (await http.post(f"http://127.0.0.1:{port}/mcp", json=INIT, headers=ACCEPT)).status_code == 200
 
 
@@ -173,14 +177,14 @@ async def test_an_oversized_request_head_is_refused(sandbox: Any) -> None:
 
 async def test_legacy_sessions_are_capped(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_guard, "MAX_SESSIONS", 2)
-    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
         opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(3)]
         assert [a.status_code for a in opened] == [200, 200, 503]
 
 
 async def test_one_client_cannot_take_every_session(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transport, "PER_CLIENT_SESSIONS", 2)
-    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
         opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(3)]
         assert [a.status_code for a in opened] == [200, 200, 503]
         assert opened[2].json()["error"]["code"] == -32000
@@ -193,7 +197,7 @@ async def test_one_client_cannot_take_every_session(sandbox: Any, monkeypatch: p
 
 async def test_the_per_client_cap_is_a_setting(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYSTEME_SESSIONS_PER_CLIENT", "3")
-    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
         opened = [await http.post(url, json=INIT, headers=ACCEPT) for _ in range(4)]
         assert [a.status_code for a in opened] == [200, 200, 200, 503]
 
@@ -203,7 +207,7 @@ async def test_a_burst_of_concurrent_opens_gets_no_more_than_the_cap(
 ) -> None:
     monkeypatch.setattr(transport, "PER_CLIENT_SESSIONS", 2)
     statuses: list[int] = []
-    async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+    async with http_server(sandbox) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
 
         async def open_one() -> None:
             statuses.append((await http.post(url, json=INIT, headers=ACCEPT)).status_code)
@@ -287,7 +291,7 @@ async def test_an_idle_legacy_session_is_reclaimed(sandbox: Any, monkeypatch: py
     level = manager_log.level
     manager_log.setLevel(logging.INFO)
     try:
-        async with http_server(sandbox) as (url, _), httpx2.AsyncClient() as http:
+        async with http_server(sandbox) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
             opened = await http.post(url, json=INIT, headers=ACCEPT)
             session = opened.headers["mcp-session-id"]
             with anyio.fail_after(10):
@@ -322,7 +326,7 @@ async def test_rejected_requests_are_logged_at_a_bounded_rate(
     sandbox: Any, limited_logs: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        async with http_server(sandbox, auth_token=TOKEN) as (url, _), httpx2.AsyncClient() as http:
+        async with http_server(sandbox, auth_token=TOKEN) as (url, _), httpx2.AsyncClient(verify=tls()) as http:
             for _ in range(2 * LOG_BURST):
                 assert (await http.post(url, json=INIT, headers=ACCEPT)).status_code == 401
                 answer = await http.post(url, json=INIT, headers={**AUTH, "Host": "evil.example"})

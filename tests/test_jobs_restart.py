@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 
 from .helpers import tag_writes, text, wait_for
-from .processes import clean_env, free_port, process, ready
+from .processes import clean_env, free_port, process, ready, tls
 
 pytestmark = pytest.mark.anyio
 KEY = "sandbox-key-for-restart-test"
@@ -55,7 +55,7 @@ async def server(env: dict[str, str]) -> AsyncIterator[tuple[subprocess.Popen[by
 
 async def test_a_job_finishes_exactly_once_across_a_sigkill(sandbox_url: str, tmp_path: Path) -> None:
     env = server_env(sandbox_url, tmp_path / "jobs.db")
-    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}) as api:
+    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}, verify=tls()) as api:
         await ready(sandbox_url)
         tag_id = (await api.post("/api/tags", json={"name": "survivor"})).json()["id"]
         ids = [c["id"] for c in (await api.get("/api/contacts", params={"limit": 100})).json()["items"]][:CONTACTS]
@@ -71,7 +71,7 @@ async def test_a_job_finishes_exactly_once_across_a_sigkill(sandbox_url: str, tm
     assert after["status"] == "done" and after["done"] == CONTACTS, after
     assert after["counts"]["changed"] + after["counts"]["already"] == CONTACTS and not after["counts"]["failed"]
     writes = await tag_writes(sandbox_url)
-    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}) as api:
+    async with httpx2.AsyncClient(base_url=sandbox_url, headers={"X-API-Key": KEY}, verify=tls()) as api:
         tagged = {
             c["id"] for c in (await api.get("/api/contacts", params={"tags": tag_id, "limit": 100})).json()["items"]
         }

@@ -25,6 +25,7 @@ from systeme_mcp.sandbox.serve import running
 from systeme_mcp.server import create_server
 
 from .helpers import VirtualClock
+from .processes import tls
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +39,7 @@ class HostMap(httpx2.AsyncBaseTransport):
     def __init__(self, hosts: dict[str, str]) -> None:
         self.hosts = hosts
         self.sent: list[tuple[str, str]] = []
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=tls())
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         self.sent.append((request.url.host, request.url.path))

@@ -35,6 +35,7 @@ from systeme_mcp.tenancy import Credential, Tenants, tenant_id
 from systeme_mcp.transport import http_app
 
 from .helpers import ACCEPT, INIT, text
+from .processes import tls
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +111,7 @@ async def accept(context: Any, params: Any) -> types.ElicitResult:
 
 @asynccontextmanager
 async def tenant(url: str, sent: dict[str, str], mode: str = "auto", **options: Any) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers=sent, timeout=30) as http:
+    async with httpx2.AsyncClient(headers=sent, timeout=30, verify=tls()) as http:
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode, cache=None, elicitation_callback=accept, **options) as client:
             yield client
@@ -121,7 +122,7 @@ async def test_a_request_without_its_credential_is_401_naming_the_header(
     upstream: tuple[str, KeyRecorder], backend: str, header: str
 ) -> None:
     url, recorder = upstream
-    async with tenant_server(url, backend) as (mcp_url, runtime), httpx2.AsyncClient() as http:
+    async with tenant_server(url, backend) as (mcp_url, runtime), httpx2.AsyncClient(verify=tls()) as http:
         wrong = {"Authorization": "Basic abc"} if backend == "gateway" else {"Authorization": f"Bearer {MATON['a']}"}
         for sent in ({}, wrong):
             refused = await http.post(mcp_url, json=INIT, headers={**ACCEPT, **sent})
@@ -272,7 +273,7 @@ def test_per_request_tenancy_refuses_settings_it_cannot_honour(overrides: dict[s
 async def test_a_legacy_session_belongs_to_the_tenant_that_opened_it(upstream: tuple[str, KeyRecorder]) -> None:
     url, _ = upstream
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
-    async with tenant_server(url, "direct") as (mcp_url, _), httpx2.AsyncClient() as http:
+    async with tenant_server(url, "direct") as (mcp_url, _), httpx2.AsyncClient(verify=tls()) as http:
         opened = await http.post(mcp_url, json=INIT, headers={**ACCEPT, **headers("direct", "a")})
         session = opened.headers["mcp-session-id"]
         version = {"MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": session}

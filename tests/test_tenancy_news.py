@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from .helpers import Gate
+from .processes import tls
 from .test_jobs import contact_reads, until_finished
 from .test_subscriptions import Updates, watching
 from .test_tenancy import KeyRecorder, headers, tenant, tenant_server, upstream
@@ -31,7 +32,7 @@ def client_options(era: str, updates: Updates) -> dict[str, Any]:
 @pytest.mark.parametrize("era", ["modern", "legacy"])
 async def test_only_the_jobs_own_tenant_hears_it_progress(upstream: tuple[str, KeyRecorder], era: str) -> None:
     url, _ = upstream
-    gate = Gate(httpx2.AsyncHTTPTransport(), contact_reads)  # A's export waits here until both watch
+    gate = Gate(httpx2.AsyncHTTPTransport(verify=tls()), contact_reads)  # A's export waits here until both watch
     mine, theirs = Updates(), Updates()
     async with (
         tenant_server(url, "direct", transport=gate, call_budget=0.2) as (mcp_url, _),

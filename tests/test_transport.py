@@ -21,6 +21,7 @@ from systeme_mcp.transport import http_app
 
 from .conftest import sandbox_settings
 from .helpers import ACCEPT, INIT, text
+from .processes import tls
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,7 @@ async def test_http_server_serves_both_protocol_eras(http_server: str, mode: str
 
 
 async def test_http_rejects_a_foreign_origin_and_host(http_server: str) -> None:
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=tls()) as http:
         evil_origin = await http.post(http_server, json=INIT, headers={**ACCEPT, "Origin": "http://evil.example"})
         assert evil_origin.status_code == 403
         evil_host = await http.post(http_server, json=INIT, headers={**ACCEPT, "Host": "evil.example"})
@@ -72,14 +73,14 @@ async def test_http_rejects_a_foreign_origin_and_host(http_server: str) -> None:
 
 async def test_http_caps_the_request_body(http_server: str) -> None:
     big = {**INIT, "params": {**INIT["params"], "padding": "x" * (2 * 1024 * 1024)}}  # type: ignore[dict-item]
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=tls()) as http:
         answer = await http.post(http_server, json=big, headers=ACCEPT)
         assert answer.status_code == 413
 
 
 @pytest.mark.parametrize("http_server", ["t0ken-for-tests"], indirect=True)
 async def test_http_bearer_token_is_required_when_set(http_server: str) -> None:
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=tls()) as http:
         assert (await http.post(http_server, json=INIT, headers=ACCEPT)).status_code == 401
         wrong = {**ACCEPT, "Authorization": "Bearer nope"}
         assert (await http.post(http_server, json=INIT, headers=wrong)).status_code == 401

@@ -81,3 +81,15 @@ class Table(dict[K, V]):
         """Forget the changes (they are written)."""
         self.changed.clear()
         self.added.clear()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (and copied) with its changes: dict's own way sets the keys through `__setitem__` before the
+        instance has its attributes."""
+        return _restored, (dict(self), dict(self.changed), dict(self.added))
+
+
+def _restored(items: dict[Any, Any], changed: dict[Any, None], added: dict[Any, None]) -> Table[Any, Any]:
+    table: Table[Any, Any] = Table.__new__(Table)
+    dict.update(table, items)  # dict's own: the keys are not noted as changed again
+    table.changed, table.added = changed, added
+    return table

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from systeme_mcp import runtime
 from systeme_mcp.runtime import SANDBOX_URL, LazySandbox
 from systeme_mcp.sandbox import Sandbox
+from systeme_mcp.sandbox import seed as seeding
 from systeme_mcp.sandbox.serve import build_parser, main, make_sandbox
 from systeme_mcp.sandbox.validation import PageParams, paginate
 
@@ -84,6 +85,21 @@ def test_seed_is_deterministic() -> None:
     assert any(c.email.endswith("@acme.test") for c in s.contacts.values())
     assert len({c.email.casefold() for c in s.contacts.values()}) == len(s.contacts)
     assert s.webhooks and s.funnels and s.campaigns and s.newsletters and s.enrollments and s.memberships
+
+
+def test_each_sandbox_has_its_own_copy_of_the_seed() -> None:
+    """The seed is built once per process and copied: a change to one sandbox (in place, deep down, or a new row)
+    reaches no other, and each copy is the account `seeding._build` makes."""
+    a, b = Sandbox(seed=0), Sandbox(seed=0)
+    first = next(iter(a.store.contacts.values()))
+    first.tag_ids.append(999)
+    first.fields["first_name"] = "Changed"
+    a.store.twilio["messageServices"][0]["name"] = "Changed"
+    a.store.tags[999] = a.store.tags[1]
+    assert a.store.tags.added == {999: None} and not b.store.tags.added  # the changes are tracked per copy
+    assert b.store.to_json() == Sandbox(seed=0).store.to_json() == seeding._build(0).to_json()
+    a.reset()
+    assert a.store.to_json() == b.store.to_json()
 
 
 def test_cli_options_build_the_sandbox() -> None:
