@@ -54,7 +54,8 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
     jobs, name, read_only, scrub = runner(ctx), tool.name, tool.read_only, ctx.client.scrub
     answers_by_itself = tool.job_kind is not None or tool.toolset == TOOLSET  # its own wait ends by the budget
     budget = ctx.runtime.settings.call_budget + (GRACE if answers_by_itself else 0.0)
-    if rerun_safe(tool):
+    inline = rerun_safe(tool)
+    if inline:
         with anyio.move_on_after(max(0.0, ctx.started + budget - anyio.current_time())):
             with jobs.holding(ctx.runtime.account):
                 return await run(ctx, arguments)  # sealed by `run`
@@ -69,7 +70,7 @@ async def within_budget(ctx: CallContext, tool: ToolDef, arguments: dict[str, An
         finally:
             done.set()
 
-    if rerun_safe(tool):  # it ran out of time in this request: from the start, as a job (nothing was changed)
+    if inline:  # it ran out of time in this request: from the start, as a job (nothing was changed)
         ctx.request = None  # detached: progress and logs of the rest go to the server log only
     jobs.spawn(body)
     try:
